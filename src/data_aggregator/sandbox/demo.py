@@ -22,8 +22,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +36,13 @@ from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA
 from data_aggregator.sandbox.emulator import Clients, Emulator
 from data_aggregator.sandbox.esm import EventSourceMapping, Handler, MappingSettings
 from data_aggregator.sandbox.progress import StatusLine
-from data_aggregator.sandbox.provision import Environment, QueueSettings, provision, queue_depth
+from data_aggregator.sandbox.provision import (
+    Environment,
+    QueueSettings,
+    ResourceNames,
+    provision,
+    queue_depth,
+)
 from data_aggregator.sandbox.uploader import SizeMix, SyntheticUploader, UploadedFile
 
 log = logging.getLogger(__name__)
@@ -66,6 +72,7 @@ class DemoOptions:
     consumer_interval_seconds: float = 0.5
     workdir: Path | None = None
     keep_workdir: bool = False
+    environment_name: str = "dev"
 
     def __post_init__(self) -> None:
         if not self.function_timeout_seconds < self.claim_lease_seconds < self.visibility_timeout:
@@ -277,6 +284,8 @@ def handler_settings(environment: Environment, options: DemoOptions, emulator: E
         **emulator.environment(),
         **environment.handler_environment(),
         "CLAIM_LEASE_SECONDS": str(options.claim_lease_seconds),
+        # The guard's reserve must fit the emulated timeout, or a short timeout would start no work.
+        "TIMEOUT_RESERVE_SECONDS": f"{max(0.5, min(10.0, options.function_timeout_seconds / 4)):g}",
         "POWERTOOLS_SERVICE_NAME": "data-aggregator",
         "POWERTOOLS_METRICS_NAMESPACE": "DataAggregator",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -421,39 +430,50 @@ class _Run:
         return int(response.get("KeyCount", 0))
 
 
+HandlerFactory = Callable[[Clients, Environment], Handler]
+
+
 def run_demo(
-    options: DemoOptions, *, handler: Handler | None = None, status: TextIO = sys.stderr
+    options: DemoOptions,
+    *,
+    make_handler: HandlerFactory | None = None,
+    emulator: Emulator | None = None,
+    status: TextIO = sys.stderr,
 ) -> DemoReport:
-    """Run the whole pipeline once and return the verdict (the caller prints it)."""
+    """Run the whole pipeline once and return the verdict (the caller prints it).
+
+    ``make_handler`` replaces the real Lambda handler (tests of the sandbox itself use a stand-in);
+    ``emulator`` reuses a running emulator (give each run its own ``environment_name`` then).
+    """
     started = time.monotonic()
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="data-aggregator-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    report: DemoReport | None = None
-    with Emulator() as emulator, (workdir / "handler.log").open("w", encoding="utf-8") as handler_log:
+    with ExitStack() as stack:
+        if emulator is None:
+            emulator = stack.enter_context(Emulator())
+        handler_log = stack.enter_context((workdir / "handler.log").open("w", encoding="utf-8"))
         clients = emulator.clients()
         environment = provision(
             clients,
-            settings=QueueSettings(
+            ResourceNames.for_environment(options.environment_name),
+            QueueSettings(
                 visibility_timeout=options.visibility_timeout, max_receive_count=options.max_receive_count
             ),
+            region=emulator.region,
         )
+        stack.enter_context(_patched_environ(handler_settings(environment, options, emulator)))
+        stack.callback(setattr, _ROUTER, "target", None)
         _ROUTER.target = handler_log
-        try:
-            with (
-                _patched_environ(handler_settings(environment, options, emulator)),
-                redirect_stdout(_ROUTER),
-            ):
-                report = _drive(
-                    options=options,
-                    clients=clients,
-                    environment=environment,
-                    workdir=workdir,
-                    handler=handler or load_handler(),
-                    status_stream=status,
-                    started=started,
-                )
-        finally:
-            _ROUTER.target = None
+        stack.enter_context(redirect_stdout(_ROUTER))
+        report = _drive(
+            options=options,
+            clients=clients,
+            environment=environment,
+            workdir=workdir,
+            handler=make_handler(clients, environment) if make_handler else load_handler(),
+            status_stream=status,
+            started=started,
+        )
     report.workdir = workdir
     if report.ok and not options.keep_workdir and options.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -524,7 +544,7 @@ def _drive(
         if run.drained(uploads, poison):
             drained = True
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     esm.stop()
     run.stop_consumer.set()
     consumer_thread.join()

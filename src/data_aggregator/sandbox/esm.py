@@ -29,6 +29,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 MAX_RECEIVE = 10
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_LONG_POLL_SECONDS = 20
+SHORT_POLL_PAUSE_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ class EventSourceMapping:
         *,
         on_invocation: Callable[[Invocation], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._sqs = sqs
         self.queue_url = queue_url
@@ -172,6 +174,7 @@ class EventSourceMapping:
         self.on_invocation = on_invocation
         self.stats = MappingStats()
         self._clock = clock
+        self._sleep = sleep
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 
@@ -184,13 +187,14 @@ class EventSourceMapping:
         while len(batch) < settings.batch_size:
             if stop is not None and stop.is_set():
                 break
+            remaining = 0.0
             if deadline is None:
                 wait = settings.idle_wait_seconds
             else:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     break
-                wait = min(MAX_LONG_POLL_SECONDS, max(0, int(remaining + 0.999)))
+                wait = min(MAX_LONG_POLL_SECONDS, int(remaining))  # SQS waits whole seconds only
             response = self._sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(MAX_RECEIVE, settings.batch_size - len(batch)),
@@ -202,6 +206,8 @@ class EventSourceMapping:
             if not messages:
                 if deadline is None:
                     return batch  # idle: let the caller check for stop
+                if wait == 0:  # a sub-second rest of the window: short polls, gently
+                    self._sleep(min(remaining, SHORT_POLL_PAUSE_SECONDS))
                 continue
             if deadline is None:
                 deadline = self._clock() + settings.batching_window_seconds
