@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
 # Set before anything imports boto3 or Powertools: no real credentials, no tracing, fixed region.
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105 - moto's dummy credentials
-    AWS_SESSION_TOKEN="testing",  # noqa: S105
+    AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106 - the emulator's dummy credentials
+    AWS_SESSION_TOKEN="testing",  # noqa: S106
     AWS_DEFAULT_REGION="us-east-1",
     AWS_REGION="us-east-1",
     POWERTOOLS_TRACE_DISABLED="true",
@@ -23,7 +22,6 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 @pytest.fixture
-def no_endpoint_override(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_endpoint_override(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process moto intercepts calls itself; an endpoint left over from the environment would not."""
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    yield

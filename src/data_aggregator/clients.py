@@ -8,6 +8,7 @@ classification of every failure into our error taxonomy.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -63,9 +64,13 @@ class AwsClients:
 
 
 def make_clients(*, max_pool_connections: int = 32) -> AwsClients:
-    """boto3 clients with standard retries; endpoints come from AWS_ENDPOINT_URL when set (emulators)."""
+    """boto3 clients with standard retries; endpoints come from AWS_ENDPOINT_URL when set (emulators).
+
+    Five attempts (botocore's standard mode, exponential backoff with jitter) ride out throttling and
+    brief 5xx storms; AWS_MAX_ATTEMPTS, the SDK's own variable, overrides it.
+    """
     config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 5)},
         max_pool_connections=max_pool_connections,
         connect_timeout=5,
         read_timeout=30,

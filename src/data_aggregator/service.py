@@ -354,8 +354,13 @@ class _Batch:
     def fail_message(self, message_id: str, error: AggregatorError) -> None:
         if message_id not in self.report.failures:
             self.report.failures[message_id] = error
-            level = logging.WARNING if error.retryable else logging.ERROR
-            logger.log(level, "message will be retried", extra={"message_id": message_id, **error.context()})
+            if error.retryable:
+                logger.warning("message failed; SQS redelivers it", extra={"message_id": message_id, **error.context()})
+            else:
+                logger.error(
+                    "message failed for good; it reaches the dead-letter queue after maxReceiveCount",
+                    extra={"message_id": message_id, **error.context()},
+                )
 
     def fail_object(self, obj: SourceObject, error: AggregatorError) -> None:
         self.settled.add(obj.object_id)

@@ -12,7 +12,18 @@ import pytest
 from moto import mock_aws
 
 from data_aggregator import app
-from tests.support import ARCHIVE, BASE_ENV, DISTRIBUTION, LANDING, TABLE, FakeLambdaContext, s3_record
+from tests.integration.faults import FaultPlan
+from tests.support import (
+    ARCHIVE,
+    BASE_ENV,
+    DISTRIBUTION,
+    LANDING,
+    TABLE,
+    FakeLambdaContext,
+    read_bundle,
+    s3_record,
+    sha256_hex,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -47,7 +58,9 @@ class AwsWorld:
 
     def claim_item(self, object_id: str) -> dict[str, Any] | None:
         item = self.dynamodb.get_item(TableName=TABLE, Key={"ObjectID": {"S": object_id}}).get("Item")
-        return {k: next(iter(v.values())) for k, v in item.items()} if item else None
+        if not item:
+            return None
+        return {k: next(iter(v.values())) for k, v in item.items()}
 
     def claim_items(self) -> list[dict[str, Any]]:
         items = self.dynamodb.scan(TableName=TABLE)["Items"]
@@ -72,15 +85,14 @@ def aws(monkeypatch: pytest.MonkeyPatch, no_endpoint_override: None) -> Iterator
             AttributeDefinitions=[{"AttributeName": "ObjectID", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        dynamodb.update_time_to_live(
-            TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
-        )
+        dynamodb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
         yield AwsWorld(s3=s3, dynamodb=dynamodb)
     app._clients.cache_clear()
 
 
 def invoke(event: dict[str, Any], *, remaining_ms: int = 120_000) -> dict[str, Any]:
-    return app.handler(event, FakeLambdaContext(remaining_ms=remaining_ms))
+    response: dict[str, Any] = app.handler(event, FakeLambdaContext(remaining_ms=remaining_ms))
+    return response
 
 
 def emitted_metrics(captured_out: str) -> dict[str, list[float]]:
@@ -95,3 +107,93 @@ def emitted_metrics(captured_out: str) -> dict[str, list[float]]:
                 raw = blob[metric["Name"]]
                 values.setdefault(metric["Name"], []).extend(raw if isinstance(raw, list) else [raw])
     return values
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    bundle_key: str
+    member: str
+    key: str
+    data: bytes
+    entry: dict[str, Any]
+
+
+def published_files(aws: AwsWorld) -> list[PublishedFile]:
+    """Every file in every Distribution bundle, after checking each bundle's invariants (SPEC §3, R5, R6)."""
+    files: list[PublishedFile] = []
+    distribution_keys = aws.bundle_keys(DISTRIBUTION)
+    archive_keys = set(aws.bundle_keys(ARCHIVE))
+    for key in distribution_keys:
+        assert key.startswith("bundles/"), key
+        assert key.endswith(".tar.gz"), key
+        assert key in archive_keys, f"{key} is in Distribution but not in Archive"
+        data = aws.read(DISTRIBUTION, key)
+        assert aws.read(ARCHIVE, key) == data, f"{key}: Archive and Distribution copies differ"
+        head = aws.s3.head_object(Bucket=DISTRIBUTION, Key=key)
+        assert head["ContentType"] == "application/gzip"
+        assert "ContentEncoding" not in head
+        assert head["Metadata"]["content-sha256"] == sha256_hex(data)
+        assert aws.s3.head_object(Bucket=ARCHIVE, Key=key)["Metadata"]["content-sha256"] == sha256_hex(data)
+        bundle = read_bundle(data)
+        assert bundle.order[-1] == "manifest.json"
+        assert len(bundle.order) >= 2, f"{key} is an empty bundle"
+        entries = bundle.manifest["files"]
+        assert [e["member"] for e in entries] == bundle.order[:-1]
+        assert key.endswith(bundle.manifest["bundle_id"] + ".tar.gz")
+        for entry in entries:
+            content = bundle.members[entry["member"]]
+            assert entry["sha256"] == sha256_hex(content)
+            assert entry["size"] == len(content)
+            files.append(PublishedFile(key, entry["member"], entry["key"], content, entry))
+    return files
+
+
+def assert_each_exactly_once(aws: AwsWorld, expected: dict[str, bytes]) -> list[PublishedFile]:
+    """Every expected key is published exactly once with its own bytes, and nothing else is."""
+    files = published_files(aws)
+    keys = [f.key for f in files]
+    assert sorted(keys) == sorted(expected), "published keys differ from the uploaded ones"
+    for f in files:
+        assert f.data == expected[f.key], f"bytes of {f.key!r} differ"
+    return files
+
+
+@pytest.fixture
+def faults(monkeypatch: pytest.MonkeyPatch) -> FaultPlan:
+    """Faults attach to the handler's clients when they are created; add them before invoking."""
+    plan = FaultPlan()
+    real = app.make_clients  # type: ignore[attr-defined]
+
+    def with_faults(**kwargs: Any) -> Any:
+        clients = real(**kwargs)
+        plan.attach(clients.s3)
+        plan.attach(clients.dynamodb)
+        for crash in plan.crashes:
+            crash.attach(clients.s3)
+            crash.attach(clients.dynamodb)
+        return clients
+
+    monkeypatch.setattr(app, "make_clients", with_faults)
+    app._clients.cache_clear()
+    return plan
+
+
+def expire_all_leases(aws: AwsWorld) -> None:
+    """What the passing of time does to a dead invocation's claims."""
+    for item in aws.dynamodb.scan(TableName=TABLE)["Items"]:
+        if item["status"]["S"] == "IN_PROGRESS":
+            aws.dynamodb.update_item(
+                TableName=TABLE,
+                Key={"ObjectID": item["ObjectID"]},
+                UpdateExpression="SET lease_expires_at = :past",
+                ExpressionAttributeValues={":past": {"N": "1"}},
+            )
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> str:
+    """Everything our loggers emitted, message and structured fields, as one searchable text."""
+    skip = {"args", "exc_info", "exc_text", "stack_info", "msg"}
+    return "\n".join(
+        json.dumps({k: str(v) for k, v in vars(record).items() if k not in skip}) + " " + record.getMessage()
+        for record in caplog.records
+    )
