@@ -70,7 +70,7 @@ def make_clients(*, max_pool_connections: int = 32) -> AwsClients:
     brief 5xx storms; AWS_MAX_ATTEMPTS, the SDK's own variable, overrides it.
     """
     config = Config(
-        retries={"mode": "standard", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 5)},
+        retries={"mode": "standard", "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 5)},
         max_pool_connections=max_pool_connections,
         connect_timeout=5,
         read_timeout=30,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.exceptions import ConnectionClosedError
 
 
 class _Raw:
@@ -37,7 +38,13 @@ def _dynamodb_error(code: str, status: int) -> AWSResponse:
 
 @dataclass
 class Fault:
-    """Fail the first ``times`` calls of one operation (after ``skip`` successful ones)."""
+    """Fail the first ``times`` calls of one operation (after ``skip`` successful ones).
+
+    By default the error comes back as the service's response. botocore still hands the request to
+    the emulator's own hook, so the call may have taken effect: that models a response lost after
+    the server acted (the ambiguous case). ``connection_error=True`` instead resets the connection
+    before anything is sent, so the call certainly did not happen.
+    """
 
     service: str
     operation: str
@@ -46,6 +53,7 @@ class Fault:
     times: int
     skip: int = 0
     url_contains: str | None = None
+    connection_error: bool = False
     seen: int = 0
     injected: int = 0
 
@@ -56,6 +64,8 @@ class Fault:
         if self.seen <= self.skip or self.injected >= self.times:
             return None
         self.injected += 1
+        if self.connection_error:
+            raise ConnectionClosedError(endpoint_url=request.url)
         maker = _s3_error if self.service == "s3" else _dynamodb_error
         return maker(self.code, self.status)
 
