@@ -334,7 +334,7 @@ class SerializedCalls:
 def test_parallel_invocations_never_publish_an_object_twice(aws: AwsWorld) -> None:
     settings = Settings.from_env({**BASE_ENV, "MAX_FILES_PER_BUNDLE": "5"})
     real = app.make_clients()  # type: ignore[attr-defined]
-    clients = type(real)(s3=real.s3, dynamodb=SerializedCalls(real.dynamodb))
+    clients = type(real)(s3=real.s3, dynamodb=SerializedCalls(real.dynamodb))  # type: ignore[arg-type]
     files = {f"p{i:02}": os.urandom(300) for i in range(30)}
     messages = [InboundMessage(r["messageId"], r["body"]) for r in batch_of(aws, files)["Records"]]
     errors: list[BaseException] = []
