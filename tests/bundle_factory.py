@@ -130,6 +130,4 @@ def put_bundle(
 
 def sample_files(count: int = 3) -> list[SourceFile]:
     """A few ordinary files with distinct content."""
-    return [
-        SourceFile(f"incoming/{i:03d}.jsonl", f'{{"row": {i}}}\n'.encode() * (i + 1)) for i in range(count)
-    ]
+    return [SourceFile(f"incoming/{i:03d}.jsonl", f'{{"row": {i}}}\n'.encode() * (i + 1)) for i in range(count)]

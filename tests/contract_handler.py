@@ -33,9 +33,7 @@ class ContractHandler:
         self.lock = threading.Lock()
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        self.invocations.append(
-            {"records": len(event["Records"]), "remaining": context.get_remaining_time_in_millis()}
-        )
+        self.invocations.append({"records": len(event["Records"]), "remaining": context.get_remaining_time_in_millis()})
         failures: list[dict[str, str]] = []
         files: list[SourceFile] = []
         claimed: list[tuple[str, str, str]] = []
@@ -59,11 +57,7 @@ class ContractHandler:
                         continue
                 claimed.append(identity)
                 data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                member = (
-                    key
-                    if unsafe_member_reason(key) is None
-                    else "m-" + hashlib.sha256(key.encode()).hexdigest()
-                )
+                member = key if unsafe_member_reason(key) is None else "m-" + hashlib.sha256(key.encode()).hexdigest()
                 files.append(SourceFile(key, data, member=member, bucket=bucket))
         if files:
             bundle_id = uuid.uuid4().hex

@@ -90,22 +90,12 @@ def _demo_parser(sub: Subparsers) -> None:
     p.add_argument("--duration", type=_positive_float, help="seconds to keep uploading")
     p.add_argument("--batch-size", type=int, default=100, help="ESM batch size (default 100)")
     p.add_argument("--window", type=float, default=5.0, help="ESM batching window in seconds (default 5)")
-    p.add_argument(
-        "--function-timeout", type=float, default=20.0, help="emulated Lambda timeout (default 20 s)"
-    )
-    p.add_argument(
-        "--claim-lease", type=int, default=25, help="CLAIM_LEASE_SECONDS for the handler (default 25)"
-    )
-    p.add_argument(
-        "--visibility-timeout", type=int, default=30, help="queue visibility timeout (default 30 s)"
-    )
-    p.add_argument(
-        "--max-receive-count", type=int, default=3, help="redrive to the DLQ after this many receives"
-    )
+    p.add_argument("--function-timeout", type=float, default=20.0, help="emulated Lambda timeout (default 20 s)")
+    p.add_argument("--claim-lease", type=int, default=25, help="CLAIM_LEASE_SECONDS for the handler (default 25)")
+    p.add_argument("--visibility-timeout", type=int, default=30, help="queue visibility timeout (default 30 s)")
+    p.add_argument("--max-receive-count", type=int, default=3, help="redrive to the DLQ after this many receives")
     p.add_argument("--pollers", type=int, default=1, help="concurrent ESM pollers (default 1)")
-    p.add_argument(
-        "--poison", type=_non_negative_int, default=2, help="malformed messages to inject (default 2)"
-    )
+    p.add_argument("--poison", type=_non_negative_int, default=2, help="malformed messages to inject (default 2)")
     p.add_argument(
         "--duplicates",
         type=_non_negative_int,
@@ -114,9 +104,7 @@ def _demo_parser(sub: Subparsers) -> None:
     )
     p.add_argument("--large-every", type=_non_negative_int, default=50, help="one large file in N (0: none)")
     p.add_argument("--seed", type=int, default=1, help="seed for the synthetic content")
-    p.add_argument(
-        "--drain-timeout", type=_positive_float, default=240.0, help="max wait after the last upload"
-    )
+    p.add_argument("--drain-timeout", type=_positive_float, default=240.0, help="max wait after the last upload")
     p.add_argument("--workdir", type=Path, help="keep logs and extracted files here")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temporary work directory")
     p.set_defaults(run=_run_demo)
@@ -167,9 +155,7 @@ def _replay_parser(sub: Subparsers) -> None:
         "once restored (--wait keeps polling). Safe to run again: delivered bundles are skipped. "
         "Exit 0 done, 1 failures, 3 restores still pending.",
     )
-    p.add_argument(
-        "--archive-bucket", default=_env_default("ARCHIVE_BUCKET_NAME"), help="$ARCHIVE_BUCKET_NAME"
-    )
+    p.add_argument("--archive-bucket", default=_env_default("ARCHIVE_BUCKET_NAME"), help="$ARCHIVE_BUCKET_NAME")
     p.add_argument(
         "--distribution-bucket",
         default=_env_default("DISTRIBUTION_BUCKET_NAME"),
@@ -179,13 +165,9 @@ def _replay_parser(sub: Subparsers) -> None:
     p.add_argument("--prefix", help="every bundle under this key prefix")
     p.add_argument("--since", help="bundles filed from this UTC hour on (ISO-8601)")
     p.add_argument("--until", help="bundles filed before this time (ISO-8601, exclusive)")
-    p.add_argument(
-        "--bundle-prefix", default=_env_default("BUNDLE_PREFIX", "bundles/"), help="key prefix of bundles"
-    )
+    p.add_argument("--bundle-prefix", default=_env_default("BUNDLE_PREFIX", "bundles/"), help="key prefix of bundles")
     p.add_argument("--tier", choices=("Bulk", "Standard", "Expedited"), default="Bulk", help="restore tier")
-    p.add_argument(
-        "--restore-days", type=int, default=7, help="days a restored copy stays readable (default 7)"
-    )
+    p.add_argument("--restore-days", type=int, default=7, help="days a restored copy stays readable (default 7)")
     p.add_argument("--wait", action="store_true", help="poll until every restore finished and copy")
     p.add_argument("--poll-interval", type=_positive_float, default=300.0, help="seconds between passes")
     p.add_argument("--wait-timeout", type=_positive_float, help="give up waiting after this many seconds")
@@ -199,8 +181,7 @@ def _run_replay(args: argparse.Namespace) -> int:
 
     if not args.archive_bucket or not args.distribution_bucket:
         raise UsageError(
-            "give --archive-bucket and --distribution-bucket (or set ARCHIVE_BUCKET_NAME and "
-            "DISTRIBUTION_BUCKET_NAME)"
+            "give --archive-bucket and --distribution-bucket (or set ARCHIVE_BUCKET_NAME and DISTRIBUTION_BUCKET_NAME)"
         )
     if not (args.key or args.prefix or args.since or args.until):
         raise UsageError("select bundles with --key, --prefix, or --since/--until")
@@ -303,9 +284,7 @@ def _consume_parser(sub: Subparsers) -> None:
     p.add_argument("--prefix", default=_env_default("BUNDLE_PREFIX", "bundles/"), help="bundle key prefix")
     p.add_argument("--target", type=Path, required=True, help="directory to extract into")
     p.add_argument("--once", action="store_true", help="consume what is there now, then exit")
-    p.add_argument(
-        "--interval", type=_positive_float, default=10.0, help="seconds between polls (default 10)"
-    )
+    p.add_argument("--interval", type=_positive_float, default=10.0, help="seconds between polls (default 10)")
     p.add_argument("--max-bundles", type=int, help="stop after this many bundles")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync before deleting (faster, less safe)")
     up = p.add_argument_group("forwarding to an S3-compatible store (optional)")
@@ -373,12 +352,9 @@ def _run_consume(args: argparse.Namespace) -> int:
         for error in result.errors:
             print(f"retry later: {error}", file=sys.stderr, flush=True)
 
-    totals = consumer.run(
-        stop, interval=args.interval, once=args.once, max_bundles=args.max_bundles, on_poll=report
-    )
+    totals = consumer.run(stop, interval=args.interval, once=args.once, max_bundles=args.max_bundles, on_poll=report)
     print(
-        f"{len(totals.consumed)} bundle(s) consumed, {len(totals.rejected)} rejected, "
-        f"{len(totals.errors)} error(s)",
+        f"{len(totals.consumed)} bundle(s) consumed, {len(totals.rejected)} rejected, {len(totals.errors)} error(s)",
         file=sys.stderr,
     )
     return EXIT_FAILED if totals.rejected or totals.errors else EXIT_OK
@@ -389,9 +365,7 @@ def _run_consume(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command line (also used by the docs tests)."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Operate and demonstrate the data-aggregator pipeline."
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description="Operate and demonstrate the data-aggregator pipeline.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _demo_parser(sub)

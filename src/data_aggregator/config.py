@@ -24,12 +24,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
     archive_bucket_name: Annotated[str, Field(alias="ARCHIVE_BUCKET_NAME", min_length=3, max_length=63)]
-    distribution_bucket_name: Annotated[
-        str, Field(alias="DISTRIBUTION_BUCKET_NAME", min_length=3, max_length=63)
-    ]
-    idempotency_table_name: Annotated[
-        str, Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=3, max_length=255)
-    ]
+    distribution_bucket_name: Annotated[str, Field(alias="DISTRIBUTION_BUCKET_NAME", min_length=3, max_length=63)]
+    idempotency_table_name: Annotated[str, Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=3, max_length=255)]
 
     idempotency_ttl_days: Annotated[int, Field(alias="IDEMPOTENCY_TTL_DAYS", ge=1, le=365)] = 7
     dynamodb_ttl_attribute: Annotated[str, Field(alias="DYNAMODB_TTL_ATTRIBUTE", min_length=1)] = "ttl"
@@ -46,9 +42,9 @@ class Settings(BaseModel):
     fetch_chunk_bytes: Annotated[int, Field(alias="FETCH_CHUNK_BYTES", ge=4096, le=MIB)] = MIB
     fetch_prefetch_chunks: Annotated[int, Field(alias="FETCH_PREFETCH_CHUNKS", ge=1, le=64)] = 4
     compression_level: Annotated[int, Field(alias="COMPRESSION_LEVEL", ge=0, le=3)] = 1
-    multipart_threshold_bytes: Annotated[
-        int, Field(alias="MULTIPART_THRESHOLD_BYTES", ge=5 * MIB, le=5 * GIB)
-    ] = 1 * GIB
+    multipart_threshold_bytes: Annotated[int, Field(alias="MULTIPART_THRESHOLD_BYTES", ge=5 * MIB, le=5 * GIB)] = (
+        1 * GIB
+    )
 
     # Timeout guard and claim lease.
     timeout_reserve_seconds: Annotated[float, Field(alias="TIMEOUT_RESERVE_SECONDS", ge=0)] = 10.0

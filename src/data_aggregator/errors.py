@@ -95,3 +95,12 @@ class UploadError(AggregatorError):
 
 class DeadlineError(AggregatorError):
     """The timeout guard left this object for a later invocation; its claim was released."""
+
+
+class ObjectMissingError(AggregatorError):
+    """The object was deleted (or overwritten in an unversioned bucket) before we read it.
+
+    Not a failure of ours: the message is acknowledged, ObjectsMissing is counted and a warning logged.
+    """
+
+    default_retryable = False

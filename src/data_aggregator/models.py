@@ -10,12 +10,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from data_aggregator.errors import ClaimStoreError
+
 MANIFEST_MEMBER = "manifest.json"
-MANIFEST_SCHEMA_VERSION: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +53,7 @@ class SourceObject:
         encoded would not be. The readable parts are stored next to it for operators.
         """
         kind, value = self.discriminator
-        canonical = json.dumps(
-            [self.bucket, self.key, kind, value], ensure_ascii=False, separators=(",", ":")
-        )
+        canonical = json.dumps([self.bucket, self.key, kind, value], ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     @property
@@ -92,7 +93,7 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    schema_version: Literal[1] = MANIFEST_SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     bundle_id: str
     created_at: str
     files: list[ManifestEntry]
@@ -106,3 +107,19 @@ class Manifest(BaseModel):
 def utc_timestamp(moment: datetime) -> str:
     """ISO-8601 UTC with a ``Z`` suffix, the form S3 uses for eventTime."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class ClaimStatus(StrEnum):
+    """Outcome of trying to claim one object in the idempotency table."""
+
+    CLAIMED = "CLAIMED"  # ours: IN_PROGRESS under our owner token
+    DUPLICATE = "DUPLICATE"  # COMPLETED earlier: acknowledge, do not bundle again
+    HELD = "HELD"  # IN_PROGRESS under a live lease of another invocation: retry later
+    ERROR = "ERROR"  # the table could not tell us: retry later
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    status: ClaimStatus
+    bundle_key: str | None = None
+    error: ClaimStoreError | None = None

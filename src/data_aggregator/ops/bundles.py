@@ -234,8 +234,7 @@ class _Scan:
             return
         if self.members_after_manifest:
             problems.append(
-                f"{MANIFEST_MEMBER} is not the last member "
-                f"({self.members_after_manifest} member(s) follow it)"
+                f"{MANIFEST_MEMBER} is not the last member ({self.members_after_manifest} member(s) follow it)"
             )
         try:
             manifest = Manifest.model_validate_json(self.manifest_bytes)
@@ -254,21 +253,13 @@ class _Scan:
             listed.add(entry.member)
             actual = self.digests.get(entry.member)
             if actual is None:
-                problems.append(
-                    f"manifest lists {entry.member!r} (key {entry.key!r}) but no such member exists"
-                )
+                problems.append(f"manifest lists {entry.member!r} (key {entry.key!r}) but no such member exists")
                 continue
             if actual.size != entry.size:
-                problems.append(
-                    f"member {entry.member!r}: size {actual.size:,} but the manifest says {entry.size:,}"
-                )
+                problems.append(f"member {entry.member!r}: size {actual.size:,} but the manifest says {entry.size:,}")
             if actual.sha256 != entry.sha256:
-                problems.append(
-                    f"member {entry.member!r}: sha256 {actual.sha256} but the manifest says {entry.sha256}"
-                )
-        problems.extend(
-            f"member {name!r} is not listed in the manifest" for name in self.digests if name not in listed
-        )
+                problems.append(f"member {entry.member!r}: sha256 {actual.sha256} but the manifest says {entry.sha256}")
+        problems.extend(f"member {name!r} is not listed in the manifest" for name in self.digests if name not in listed)
 
 
 def scan_bundle(
@@ -308,7 +299,6 @@ def scan_bundle(
     if expected_sha256 is not None and expected_sha256 != report.object_sha256:
         report.problems.insert(
             0,
-            f"whole-object SHA-256 mismatch: expected {expected_sha256}, the bytes hash to "
-            f"{report.object_sha256}",
+            f"whole-object SHA-256 mismatch: expected {expected_sha256}, the bytes hash to {report.object_sha256}",
         )
     return report

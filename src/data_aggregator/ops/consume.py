@@ -217,9 +217,7 @@ class Consumer:
             if self.on_consumed is not None:
                 self.on_consumed(consumed)
         for rejected in result.rejected:
-            log.error(
-                "bundle %s rejected, left in Distribution: %s", rejected.key, "; ".join(rejected.problems)
-            )
+            log.error("bundle %s rejected, left in Distribution: %s", rejected.key, "; ".join(rejected.problems))
         return result
 
     def run(
@@ -273,10 +271,7 @@ class Consumer:
             if reader.hexdigest() != expected:
                 raise BundleRejectedError(
                     key,
-                    [
-                        f"downloaded bytes hash to {reader.hexdigest()}, "
-                        f"content-sha256 metadata says {expected}"
-                    ],
+                    [f"downloaded bytes hash to {reader.hexdigest()}, content-sha256 metadata says {expected}"],
                 )
 
             shutil.rmtree(staging, ignore_errors=True)

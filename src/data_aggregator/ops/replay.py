@@ -100,9 +100,7 @@ class ReplayReport:
         lines = [f"{'action':<20} {'storage class':<13} {'bytes':>14}  key"]
         lines.extend(outcome.render() for outcome in self.outcomes.values())
         counts = Counter(outcome.action.value for outcome in self.outcomes.values())
-        summary = (
-            ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "nothing selected"
-        )
+        summary = ", ".join(f"{count} {action}" for action, count in sorted(counts.items())) or "nothing selected"
         mode = " (dry run: nothing was changed)" if self.dry_run else ""
         lines.append(f"{len(self.outcomes)} bundle(s) after {self.passes} pass(es): {summary}{mode}")
         return "\n".join(lines)
@@ -307,9 +305,7 @@ class Replayer:
 
     def _request_restore(self, bundle: _ArchivedBundle) -> Outcome:
         if bundle.storage_class == "DEEP_ARCHIVE" and self.tier == "Expedited":
-            return bundle.outcome(
-                Action.FAILED, "Expedited is not offered for DEEP_ARCHIVE: use Standard or Bulk"
-            )
+            return bundle.outcome(Action.FAILED, "Expedited is not offered for DEEP_ARCHIVE: use Standard or Bulk")
         if self.dry_run:
             return bundle.outcome(Action.WOULD_RESTORE, f"tier {self.tier}")
         request: dict[str, Any] = {"Bucket": self.archive, "Key": bundle.key}

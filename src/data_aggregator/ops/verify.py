@@ -90,9 +90,7 @@ def _object_problems(response: GetObjectOutputTypeDef, report: BundleReport, key
         if not key.endswith(BUNDLE_SUFFIX):
             problems.append(f"key does not end in {BUNDLE_SUFFIX}")
         elif stem != report.manifest.bundle_id:
-            problems.append(
-                f"key names bundle {stem!r} but the manifest's bundle_id is {report.manifest.bundle_id!r}"
-            )
+            problems.append(f"key names bundle {stem!r} but the manifest's bundle_id is {report.manifest.bundle_id!r}")
     return problems
 
 

@@ -114,9 +114,7 @@ class Reconciliation:
         return not (self.missing or self.duplicated or self.unexpected or self.altered)
 
 
-def reconcile(
-    uploaded: Sequence[UploadedFile], bundles: Sequence[ConsumedBundle], landing: str
-) -> Reconciliation:
+def reconcile(uploaded: Sequence[UploadedFile], bundles: Sequence[ConsumedBundle], landing: str) -> Reconciliation:
     """Match every uploaded file to the bundle entries that hold it (by bucket, key and SHA-256)."""
     result = Reconciliation(uploaded=len(uploaded))
     by_key = {upload.key: upload for upload in uploaded}
@@ -176,17 +174,13 @@ class DemoReport:
         if r.unexpected:
             found.append(f"{len(r.unexpected)} unexpected file(s) in bundles, e.g. {r.unexpected[:3]}")
         if self.upload_failures:
-            found.append(
-                f"{len(self.upload_failures)} upload(s) to Landing failed: {self.upload_failures[:2]}"
-            )
+            found.append(f"{len(self.upload_failures)} upload(s) to Landing failed: {self.upload_failures[:2]}")
         found.extend(f"rejected by the consumer: {item}" for item in self.rejected[:5])
         found.extend(self.archive_problems[:5])
         if self.distribution_left:
             found.append(f"{self.distribution_left} bundle(s) left unconsumed in Distribution")
         if self.dlq_depth != self.poison_sent:
-            found.append(
-                f"DLQ holds {self.dlq_depth} message(s), expected the {self.poison_sent} poison message(s)"
-            )
+            found.append(f"DLQ holds {self.dlq_depth} message(s), expected the {self.poison_sent} poison message(s)")
         found.extend(f"DLQ holds a real event: {body:.120}" for body in self.dlq_unexpected[:3])
         if not self.drained:
             found.append("the pipeline did not drain within the drain timeout")
@@ -225,8 +219,7 @@ class DemoReport:
             + (
                 "every bundle: SHA-256 = content-sha256, members = manifest, same digest in Archive"
                 if not (self.rejected or self.archive_problems)
-                else f"{len(self.rejected)} bundle(s) rejected, "
-                f"{len(self.archive_problems)} archive problem(s)"
+                else f"{len(self.rejected)} bundle(s) rejected, {len(self.archive_problems)} archive problem(s)"
             ),
         ]
         if self.workdir is not None:
@@ -330,9 +323,7 @@ def duplicate_event(upload: UploadedFile, landing: str, region: str, when: datet
 class _Run:
     """One demo run's moving parts, so that the steps below stay small."""
 
-    def __init__(
-        self, options: DemoOptions, clients: Clients, environment: Environment, workdir: Path
-    ) -> None:
+    def __init__(self, options: DemoOptions, clients: Clients, environment: Environment, workdir: Path) -> None:
         self.options = options
         self.clients = clients
         self.environment = environment
@@ -357,9 +348,7 @@ class _Run:
         with self.lock:
             return {entry.key for bundle in self.consumed for entry in bundle.files}
 
-    def status(
-        self, started: float, uploader: SyntheticUploader, esm: EventSourceMapping, planned: str
-    ) -> str:
+    def status(self, started: float, uploader: SyntheticUploader, esm: EventSourceMapping, planned: str) -> str:
         visible, in_flight = queue_depth(self.clients, self.environment.queue_url)
         dlq, _ = queue_depth(self.clients, self.environment.dlq_url)
         with self.lock:
@@ -403,9 +392,7 @@ class _Run:
             QueueUrl=self.environment.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=1
         )
         unexpected.extend(
-            message["Body"]
-            for message in response.get("Messages", [])
-            if message["Body"] not in POISON_BODIES
+            message["Body"] for message in response.get("Messages", []) if message["Body"] not in POISON_BODIES
         )
         return depth, unexpected
 
@@ -420,9 +407,7 @@ class _Run:
                 continue
             digest = head.get("Metadata", {}).get(CONTENT_SHA256_METADATA)
             if digest != bundle.sha256:
-                problems.append(
-                    f"archive copy of {bundle.key} has content-sha256 {digest}, not {bundle.sha256}"
-                )
+                problems.append(f"archive copy of {bundle.key} has content-sha256 {digest}, not {bundle.sha256}")
         return problems
 
     def distribution_left(self) -> int:
@@ -456,9 +441,7 @@ def run_demo(
         environment = provision(
             clients,
             ResourceNames.for_environment(options.environment_name),
-            QueueSettings(
-                visibility_timeout=options.visibility_timeout, max_receive_count=options.max_receive_count
-            ),
+            QueueSettings(visibility_timeout=options.visibility_timeout, max_receive_count=options.max_receive_count),
             region=emulator.region,
         )
         stack.enter_context(_patched_environ(handler_settings(environment, options, emulator)))
@@ -522,9 +505,7 @@ def _drive(
     )
     planned = str(uploader.planned) if uploader.planned is not None else "?"
     line = StatusLine(status_stream)
-    consumer_thread = threading.Thread(
-        target=run.consumer_loop, args=(consumer,), name="consumer", daemon=True
-    )
+    consumer_thread = threading.Thread(target=run.consumer_loop, args=(consumer,), name="consumer", daemon=True)
     upload_thread = threading.Thread(target=uploader.run, name="uploader-schedule", daemon=True)
 
     consumer_thread.start()

@@ -10,9 +10,7 @@ from typing import TextIO
 class StatusLine:
     """Rewrites one terminal line in place, or prints a line every ``every`` seconds when piped."""
 
-    def __init__(
-        self, stream: TextIO, *, every: float = 10.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, stream: TextIO, *, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._stream = stream
         self._tty = stream.isatty()
         self._every = every

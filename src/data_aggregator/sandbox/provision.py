@@ -131,13 +131,9 @@ def provision(
         QueueName=names.dead_letter_queue,
         Attributes={"MessageRetentionPeriod": str(settings.dlq_retention_seconds)},
     )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue_url = sqs.create_queue(QueueName=names.queue)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     landing_arn = f"arn:aws:s3:::{names.landing}"
     policy = {
         "Version": "2012-10-17",
@@ -175,9 +171,7 @@ def provision(
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
             raise
-    dynamodb.get_waiter("table_exists").wait(
-        TableName=names.table, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
-    )
+    dynamodb.get_waiter("table_exists").wait(TableName=names.table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     ttl = dynamodb.describe_time_to_live(TableName=names.table)["TimeToLiveDescription"]
     if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):  # enabling twice is an error
         dynamodb.update_time_to_live(
@@ -186,9 +180,7 @@ def provision(
 
     s3.put_bucket_notification_configuration(
         Bucket=names.landing,
-        NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
-        },
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]},
     )
     return Environment(
         names=names,
@@ -207,6 +199,4 @@ def queue_depth(clients: Clients, queue_url: str) -> tuple[int, int]:
         QueueUrl=queue_url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]), int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
+    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])

@@ -87,9 +87,7 @@ def generate(seed: int, mix: SizeMix) -> Iterator[tuple[str, bytes]]:
         else:
             key = f"incoming/sensor-{rng.randrange(16):02d}/{seed}/{index:07d}.jsonl"
         large = bool(mix.large_every) and index % mix.large_every == 0
-        size = (
-            rng.randint(mix.large_min, mix.large_max) if large else rng.randint(mix.small_min, mix.small_max)
-        )
+        size = rng.randint(mix.large_min, mix.large_max) if large else rng.randint(mix.small_min, mix.small_max)
         yield key, _json_lines(rng, index, size)
 
 
@@ -99,9 +97,7 @@ def _json_lines(rng: random.Random, index: int, size: int) -> bytes:
     row = 0
     while total < size:
         payload = rng.randbytes(min(256, max(1, (size - total) // 2))).hex()
-        line = json.dumps(
-            {"file": index, "row": row, "reading": round(rng.uniform(-50, 50), 3), "blob": payload}
-        )
+        line = json.dumps({"file": index, "row": row, "reading": round(rng.uniform(-50, 50), 3), "blob": payload})
         encoded = line.encode("ascii") + b"\n"
         lines.append(encoded)
         total += len(encoded)

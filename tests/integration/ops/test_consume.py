@@ -29,12 +29,8 @@ def tree(root: Path) -> set[str]:
 def test_bundles_are_extracted_then_deleted(clients: Clients, buckets: Buckets, tmp_path: Path) -> None:
     files_a = [*sample_files(2), SourceFile("odd//key", b"odd", member="odd/key")]
     files_b = [SourceFile("ünï/x.json", b"{}")]
-    put_bundle(
-        clients.s3, buckets.distribution, bundle_key("b-a", "2026/11/22/14"), build_bundle(files_a, "b-a")
-    )
-    put_bundle(
-        clients.s3, buckets.distribution, bundle_key("b-b", "2026/11/22/15"), build_bundle(files_b, "b-b")
-    )
+    put_bundle(clients.s3, buckets.distribution, bundle_key("b-a", "2026/11/22/14"), build_bundle(files_a, "b-a"))
+    put_bundle(clients.s3, buckets.distribution, bundle_key("b-b", "2026/11/22/15"), build_bundle(files_b, "b-b"))
     consumed: list[str] = []
     consumer = Consumer(
         clients.s3,
@@ -178,9 +174,7 @@ def test_transient_download_error_is_retried_on_the_next_poll(
     assert [b.key for b in consumer.poll_once().consumed] == [key]
 
 
-def test_forwarding_uploads_every_file_with_its_checksum(
-    clients: Clients, buckets: Buckets, tmp_path: Path
-) -> None:
+def test_forwarding_uploads_every_file_with_its_checksum(clients: Clients, buckets: Buckets, tmp_path: Path) -> None:
     store = unique("minio")
     clients.s3.create_bucket(Bucket=store)
     files = [*sample_files(2), SourceFile("a b/ü+%.txt", b"odd", member="a b/ü+%.txt")]
@@ -205,9 +199,7 @@ def test_forwarding_uploads_every_file_with_its_checksum(
 
 
 def test_failed_forwarding_keeps_the_bundle(clients: Clients, buckets: Buckets, tmp_path: Path) -> None:
-    put_bundle(
-        clients.s3, buckets.distribution, bundle_key("b-nofwd"), build_bundle(sample_files(), "b-nofwd")
-    )
+    put_bundle(clients.s3, buckets.distribution, bundle_key("b-nofwd"), build_bundle(sample_files(), "b-nofwd"))
     consumer = Consumer(
         clients.s3,
         buckets.distribution,
@@ -225,9 +217,7 @@ def test_failed_forwarding_keeps_the_bundle(clients: Clients, buckets: Buckets, 
 def test_run_stops_after_max_bundles(clients: Clients, buckets: Buckets, tmp_path: Path) -> None:
     for index in range(3):
         bundle_id = f"b-max-{index}"
-        put_bundle(
-            clients.s3, buckets.distribution, bundle_key(bundle_id), build_bundle(sample_files(1), bundle_id)
-        )
+        put_bundle(clients.s3, buckets.distribution, bundle_key(bundle_id), build_bundle(sample_files(1), bundle_id))
     totals = Consumer(clients.s3, buckets.distribution, tmp_path, durable=False).run(
         threading.Event(), interval=0.01, max_bundles=2
     )
@@ -251,10 +241,7 @@ def test_cli_consume_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     put_bundle(clients.s3, buckets.distribution, bundle_key("b-cli"), build_bundle(sample_files(), "b-cli"))
-    assert (
-        main(["consume", "--bucket", buckets.distribution, "--target", str(tmp_path), "--once", "--no-fsync"])
-        == 0
-    )
+    assert main(["consume", "--bucket", buckets.distribution, "--target", str(tmp_path), "--once", "--no-fsync"]) == 0
     assert "consumed bundles/2026/11/22/14/b-cli.tar.gz: 3 file(s)" in capsys.readouterr().out
 
     broken = bundle_key("b-cli-bad")
@@ -266,16 +253,12 @@ def test_cli_consume_once(
     args = ["consume", "--bucket", buckets.distribution, "--target", str(tmp_path), "--once"]
     assert main([*args, "--upload-bucket", "x-bucket"]) == 2
     assert "needs both --upload-endpoint and --upload-bucket" in capsys.readouterr().err
-    assert (
-        main([*args, "--upload-bucket", "x-bucket", "--upload-endpoint", clients.s3.meta.endpoint_url]) == 2
-    )
+    assert main([*args, "--upload-bucket", "x-bucket", "--upload-endpoint", clients.s3.meta.endpoint_url]) == 2
     assert "set UPLOAD_AWS_ACCESS_KEY_ID" in capsys.readouterr().err
 
     store = unique("store")
     clients.s3.create_bucket(Bucket=store)
-    put_bundle(
-        clients.s3, buckets.distribution, bundle_key("b-cli-fwd"), build_bundle(sample_files(2), "b-cli-fwd")
-    )
+    put_bundle(clients.s3, buckets.distribution, bundle_key("b-cli-fwd"), build_bundle(sample_files(2), "b-cli-fwd"))
     monkeypatch.setenv("UPLOAD_AWS_ACCESS_KEY_ID", "minio")
     monkeypatch.setenv("UPLOAD_AWS_SECRET_ACCESS_KEY", "minio-secret")
     code = main(

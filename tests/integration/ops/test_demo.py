@@ -30,9 +30,7 @@ FAST = {
     "duplicates": 4,
     "drain_timeout_seconds": 30.0,
     "consumer_interval_seconds": 0.1,
-    "mix": SizeMix(
-        small_min=10, small_max=3000, large_min=100_000, large_max=200_000, large_every=15, odd_every=3
-    ),
+    "mix": SizeMix(small_min=10, small_max=3000, large_min=100_000, large_max=200_000, large_every=15, odd_every=3),
 }
 
 

@@ -49,9 +49,7 @@ class RestoreSimulator:
             parsed["Restore"] = 'ongoing-request="true"'
 
 
-def archived(
-    clients: Clients, buckets: Buckets, bundle_id: str, storage_class: str | None = None
-) -> tuple[str, bytes]:
+def archived(clients: Clients, buckets: Buckets, bundle_id: str, storage_class: str | None = None) -> tuple[str, bytes]:
     data = build_bundle(sample_files(), bundle_id)
     key = bundle_key(bundle_id)
     put_bundle(clients.s3, buckets.archive, key, data, storage_class=storage_class)
@@ -135,9 +133,7 @@ def test_wait_timeout_leaves_restores_pending(clients: Clients, buckets: Buckets
 def test_dry_run_changes_nothing(clients: Clients, buckets: Buckets) -> None:
     deep, _ = archived(clients, buckets, "b-dry-deep", "DEEP_ARCHIVE")
     standard, _ = archived(clients, buckets, "b-dry-std")
-    report = Replayer(clients.s3, buckets.archive, buckets.distribution, dry_run=True).run(
-        [deep, standard], wait=True
-    )
+    report = Replayer(clients.s3, buckets.archive, buckets.distribution, dry_run=True).run([deep, standard], wait=True)
     assert report.outcomes[deep].action is Action.WOULD_RESTORE
     assert report.outcomes[standard].action is Action.WOULD_COPY
     assert report.exit_code() == 0
@@ -166,9 +162,7 @@ def test_copy_that_does_not_match_its_digest_is_removed(clients: Clients, bucket
 def test_missing_and_unverifiable_archive_objects_fail_clearly(clients: Clients, buckets: Buckets) -> None:
     clients.s3.put_object(Bucket=buckets.archive, Key="bundles/2026/11/22/14/plain.tar.gz", Body=b"x")
     replayer = Replayer(clients.s3, buckets.archive, buckets.distribution)
-    assert (
-        replayer.replay_one("bundles/absent.tar.gz").detail == f"not in the archive bucket {buckets.archive}"
-    )
+    assert replayer.replay_one("bundles/absent.tar.gz").detail == f"not in the archive bucket {buckets.archive}"
     assert replayer.replay_one("bundles/2026/11/22/14/plain.tar.gz").detail == (
         "archive copy has no valid content-sha256"
     )
@@ -205,9 +199,7 @@ def test_selection_by_keys_prefix_and_hour_range(clients: Clients, buckets: Buck
     replayer = Replayer(clients.s3, buckets.archive, buckets.distribution)
     assert replayer.select(prefix="bundles/2026/11/22/") == keys[:3]
     assert (
-        replayer.select(
-            since=datetime(2026, 11, 22, 13, 30, tzinfo=UTC), until=datetime(2026, 11, 22, 15, tzinfo=UTC)
-        )
+        replayer.select(since=datetime(2026, 11, 22, 13, 30, tzinfo=UTC), until=datetime(2026, 11, 22, 15, tzinfo=UTC))
         == keys[1:3]
     )
     assert replayer.select(since=datetime(2026, 11, 22, 14, tzinfo=UTC)) == keys[2:4]
@@ -224,9 +216,7 @@ def test_replayer_argument_errors(clients: Clients) -> None:
         Replayer(clients.s3, "same", "same")
 
 
-def test_cli_replay(
-    aws_env: Emulator, clients: Clients, buckets: Buckets, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_replay(aws_env: Emulator, clients: Clients, buckets: Buckets, capsys: pytest.CaptureFixture[str]) -> None:
     key, _ = archived(clients, buckets, "b-cli")
     deep, _ = archived(clients, buckets, "b-cli-deep", "DEEP_ARCHIVE")
     common = ["replay", "--archive-bucket", buckets.archive, "--distribution-bucket", buckets.distribution]

@@ -36,17 +36,13 @@ def drain_test_event(clients: Clients, environment: Environment) -> None:
         clients.sqs.delete_message(QueueUrl=environment.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def test_provisioning_creates_what_the_handler_and_esm_need(
-    clients: Clients, environment: Environment
-) -> None:
+def test_provisioning_creates_what_the_handler_and_esm_need(clients: Clients, environment: Environment) -> None:
     names = environment.names
     s3, sqs, dynamodb = clients.s3, clients.sqs, clients.dynamodb
     assert s3.get_bucket_versioning(Bucket=names.archive)["Status"] == "Enabled"
     assert s3.get_bucket_versioning(Bucket=names.distribution)["Status"] == "Enabled"
     assert "Status" not in s3.get_bucket_versioning(Bucket=names.landing)
-    attributes = sqs.get_queue_attributes(QueueUrl=environment.queue_url, AttributeNames=["All"])[
-        "Attributes"
-    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=environment.queue_url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == environment.dlq_arn
     assert int(redrive["maxReceiveCount"]) == 2
@@ -65,9 +61,9 @@ def test_provisioning_creates_what_the_handler_and_esm_need(
     s3.put_object(Bucket=names.landing, Key="a b/c.json", Body=b"{}")
     bodies = [
         json.loads(m["Body"])
-        for m in sqs.receive_message(
-            QueueUrl=environment.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        )["Messages"]
+        for m in sqs.receive_message(QueueUrl=environment.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)[
+            "Messages"
+        ]
     ]
     assert bodies[0]["Event"] == "s3:TestEvent"
     assert bodies[1]["Records"][0]["s3"]["object"]["key"] in ("a+b/c.json", "a+b%2Fc.json")
@@ -120,9 +116,7 @@ def test_batches_fill_to_the_batch_size_and_acknowledged_messages_are_deleted(
     assert esm.stats.acknowledged == 25
 
 
-def test_failed_messages_return_and_are_redriven_to_the_dlq(
-    clients: Clients, environment: Environment
-) -> None:
+def test_failed_messages_return_and_are_redriven_to_the_dlq(clients: Clients, environment: Environment) -> None:
     drain_test_event(clients, environment)
     send(clients, environment, ["poison", "fine-1", "fine-2"])
     receive_counts: list[str] = []

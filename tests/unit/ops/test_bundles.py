@@ -77,9 +77,7 @@ def test_member_bytes_differ_from_manifest() -> None:
         update={"files": [honest.files[0].model_copy(update={"sha256": "a" * 64}), honest.files[1]]}
     )
     problems = scan(build_bundle(files, manifest=lying))
-    assert problems == [
-        f"member {files[0].key!r}: sha256 {sha256_hex(files[0].body)} but the manifest says {'a' * 64}"
-    ]
+    assert problems == [f"member {files[0].key!r}: sha256 {sha256_hex(files[0].body)} but the manifest says {'a' * 64}"]
 
 
 def test_size_mismatch_is_reported() -> None:

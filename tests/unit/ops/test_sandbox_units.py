@@ -92,9 +92,7 @@ def test_queue_settings_validation() -> None:
 
 
 def test_generated_content_is_reproducible_and_shaped_as_configured() -> None:
-    mix = SizeMix(
-        small_min=10, small_max=2000, large_min=50_000, large_max=60_000, large_every=10, odd_every=3
-    )
+    mix = SizeMix(small_min=10, small_max=2000, large_min=50_000, large_max=60_000, large_every=10, odd_every=3)
     first = list(itertools.islice(generate(7, mix), 60))
     assert first == list(itertools.islice(generate(7, mix), 60))
     assert first != list(itertools.islice(generate(8, mix), 60))

@@ -1,0 +1,160 @@
+"""Lambda entry point: a thin adapter between the SQS event source mapping and ``Aggregator``.
+
+It wires Powertools (Logger, Tracer, Metrics, BatchProcessor), reads settings once per invocation,
+turns the batch report into metrics, and lets BatchProcessor build the partial-batch response from
+the per-message verdicts. All decisions live in ``service``; this file only translates.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import uuid
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from data_aggregator.clients import AwsClients, BundlePublisher, ClaimStore, LandingReader, make_clients
+from data_aggregator.config import Settings
+from data_aggregator.core import TimeoutGuard
+from data_aggregator.service import Aggregator, BatchReport, InboundMessage
+
+SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME") or "data-aggregator"
+METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "DataAggregator"
+# Margin by which a claim lease must outlive the invocation holding it.
+LEASE_MARGIN_SECONDS = 30
+
+logger = Logger(service=SERVICE_NAME)
+tracer = Tracer(service=SERVICE_NAME)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+# Poisoned or failed messages are reported, never raised: an all-failed batch must still come back
+# as batchItemFailures rather than as an invocation error that retries every message again.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# Our modules log through stdlib loggers under "data_aggregator"; give them the same JSON output.
+copy_config_to_registered_loggers(source_logger=logger, include={"data_aggregator"})
+
+
+@functools.cache
+def _clients(endpoint: str | None, region: str | None, pool_size: int) -> AwsClients:
+    """One set of clients per process (warm starts reuse connections), keyed by what shapes them."""
+    del endpoint, region  # part of the cache key only: boto3 reads them from the environment
+    return make_clients(max_pool_connections=pool_size)
+
+
+def build_aggregator(settings: Settings, clients: AwsClients) -> Aggregator:
+    """Compose the service from settings and clients; also used by the demo and benchmarks."""
+    return Aggregator(
+        settings,
+        opener=LandingReader(clients.s3, chunk_size=settings.fetch_chunk_bytes),
+        claims=ClaimStore(
+            clients.dynamodb,
+            table=settings.idempotency_table_name,
+            ttl_attribute=settings.dynamodb_ttl_attribute,
+            ttl_days=settings.idempotency_ttl_days,
+        ),
+        publisher=BundlePublisher(clients.s3, multipart_threshold=settings.multipart_threshold_bytes),
+    )
+
+
+def lease_seconds(settings: Settings, remaining_seconds: float) -> int:
+    """The claim lease must outlive this invocation, or a redelivery could bundle the object twice."""
+    floor = math.ceil(remaining_seconds) + LEASE_MARGIN_SECONDS
+    if settings.claim_lease_seconds >= floor:
+        return settings.claim_lease_seconds
+    logger.warning(
+        "CLAIM_LEASE_SECONDS is shorter than the invocation can run; extending the lease",
+        extra={"configured_lease_seconds": settings.claim_lease_seconds, "lease_seconds": floor},
+    )
+    return floor
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """SQS batch in, ``{"batchItemFailures": [...]}`` out (SPEC §3)."""
+    settings = Settings.from_env()
+    clients = _clients(
+        os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        settings.fetch_concurrency + 8,
+    )
+
+    def remaining_seconds() -> float:
+        return float(context.get_remaining_time_in_millis()) / 1000.0
+
+    messages = [
+        InboundMessage(
+            message_id=record.message_id,
+            body=record.body,
+            receive_count=int(record.attributes.approximate_receive_count or 1),
+        )
+        for record in (SQSRecord(raw) for raw in event["Records"])
+    ]
+    guard = TimeoutGuard(
+        remaining_seconds=remaining_seconds,
+        reserve_seconds=settings.timeout_reserve_seconds,
+        bytes_per_second=settings.guard_bytes_per_second,
+    )
+    report = build_aggregator(settings, clients).run(
+        messages,
+        guard=guard,
+        owner=f"{context.aws_request_id}/{uuid.uuid4().hex[:8]}",
+        lease_seconds=lease_seconds(settings, remaining_seconds()),
+    )
+    _publish_metrics(report)
+    tracer.put_annotation("bundles", str(len(report.bundles)))
+    tracer.put_annotation("failed_messages", str(len(report.failures)))
+    response = process_partial_response(
+        event=event,
+        record_handler=functools.partial(_verdict, report),
+        processor=processor,
+        context=context,
+    )
+    return dict(response)
+
+
+def _verdict(report: BatchReport, record: SQSRecord) -> None:
+    """BatchProcessor's record handler: raising marks the message as a batch item failure."""
+    error = report.failures.get(record.message_id)
+    if error is not None:
+        raise error
+
+
+_COUNTERS: dict[str, str] = {
+    "FilesBundled": "files_bundled",
+    "DuplicatesSkipped": "duplicates",
+    "ObjectsMissing": "missing",
+    "PoisonMessages": "poison_messages",
+    "TestEvents": "test_events",
+    "RecordsIgnored": "ignored_records",
+    "ObjectsTooLarge": "objects_too_large",
+    "ClaimsHeld": "claims_held",
+    "FetchFailures": "fetch_failures",
+    "BundlesAbandoned": "bundles_abandoned",
+    "UploadFailures": "upload_failures",
+    "CommitFailures": "commit_failures",
+    "DeadlineLeftovers": "deadline_leftovers",
+    "RecordsRetried": "records_retried",
+}
+
+
+def _publish_metrics(report: BatchReport) -> None:
+    for name, attribute in _COUNTERS.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=getattr(report, attribute))
+    metrics.add_metric(name="BundlesWritten", unit=MetricUnit.Count, value=len(report.bundles))
+    metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=len(report.failures))
+    metrics.add_metric(name="InputBytes", unit=MetricUnit.Bytes, value=report.input_bytes)
+    for bundle in report.bundles:
+        metrics.add_metric(name="BundleBytes", unit=MetricUnit.Bytes, value=bundle.size)
+        metrics.add_metric(name="BundleBuildSeconds", unit=MetricUnit.Seconds, value=bundle.build_seconds)
+        if bundle.oldest_file_age_seconds is not None:
+            metrics.add_metric(
+                name="OldestFileAgeSeconds", unit=MetricUnit.Seconds, value=bundle.oldest_file_age_seconds
+            )

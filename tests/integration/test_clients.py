@@ -1,0 +1,314 @@
+"""S3 and DynamoDB facades against moto: resume, version lookup, publish, and the claim state machine."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, ResponseStreamingError
+from urllib3.exceptions import ProtocolError
+
+from data_aggregator.clients import BundlePublisher, ClaimStore, LandingReader
+from data_aggregator.core import BuiltBundle, BundleWriter
+from data_aggregator.errors import ClaimStoreError, FetchError, ObjectMissingError, UploadError
+from data_aggregator.models import ClaimStatus, SourceObject
+from tests.integration.conftest import AwsWorld
+from tests.support import ARCHIVE, DISTRIBUTION, LANDING, TABLE, chunked, sha256_hex
+
+NO_SLEEP = lambda _seconds: None  # noqa: E731
+
+
+class BreakingBody:
+    """A GetObject body that dies with a protocol error after ``limit`` bytes."""
+
+    def __init__(self, body: Any, limit: int) -> None:
+        self._body = body
+        self._limit = limit
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
+        sent = 0
+        for chunk in self._body.iter_chunks(min(chunk_size, 1000)):
+            if sent + len(chunk) > self._limit:
+                yield chunk[: self._limit - sent]
+                raise ResponseStreamingError(error=ProtocolError("Connection broken: IncompleteRead"))
+            sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class FlakyS3:
+    """Delegates to a real client; the first ``breaks`` GetObject bodies break after ``limit`` bytes."""
+
+    def __init__(self, client: Any, *, breaks: int, limit: int) -> None:
+        self._client = client
+        self.breaks = breaks
+        self.limit = limit
+        self.requests: list[dict[str, Any]] = []
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.requests.append(kwargs)
+        response = self._client.get_object(**kwargs)
+        if self.breaks > 0:
+            self.breaks -= 1
+            response["Body"] = BreakingBody(response["Body"], self.limit)
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def read_all(reader: LandingReader, obj: SourceObject) -> bytes:
+    stream = reader.open(obj)
+    try:
+        return b"".join(stream.chunks())
+    finally:
+        stream.close()
+
+
+def landing_object(aws: AwsWorld, key: str, body: bytes) -> SourceObject:
+    response = aws.s3.put_object(Bucket=LANDING, Key=key, Body=body)
+    return SourceObject(LANDING, key, version_id=response.get("VersionId"), etag=response["ETag"].strip('"'))
+
+
+# ------------------------------------------------------------------ reading
+
+
+def test_reads_in_chunks_no_larger_than_configured(aws: AwsWorld) -> None:
+    data = os.urandom(50_000)
+    obj = landing_object(aws, "a", data)
+    stream = LandingReader(aws.s3, chunk_size=4096).open(obj)
+    chunks = list(stream.chunks())
+    assert b"".join(chunks) == data
+    assert max(len(c) for c in chunks) <= 4096
+    assert stream.size == len(data)
+    assert stream.version_id == obj.version_id
+
+
+def test_a_broken_stream_resumes_with_a_range_request(aws: AwsWorld) -> None:
+    data = os.urandom(20_000)
+    obj = landing_object(aws, "resume-me", data)
+    flaky = FlakyS3(aws.s3, breaks=2, limit=7_000)
+    reader = LandingReader(flaky, chunk_size=4096, sleep=NO_SLEEP)  # type: ignore[arg-type]
+    assert read_all(reader, obj) == data
+    assert [r.get("Range") for r in flaky.requests] == [None, "bytes=7000-", "bytes=14000-"]
+    assert all(r["VersionId"] == obj.version_id for r in flaky.requests)
+    assert flaky.requests[1]["IfMatch"] == f'"{obj.etag}"'
+
+
+def test_a_stream_that_keeps_breaking_fails_after_the_resume_budget(aws: AwsWorld) -> None:
+    obj = landing_object(aws, "hopeless", os.urandom(10_000))
+    reader = LandingReader(FlakyS3(aws.s3, breaks=99, limit=100), chunk_size=4096, max_resumes=3, sleep=NO_SLEEP)  # type: ignore[arg-type]
+    with pytest.raises(FetchError, match="after 3 resumes") as caught:
+        read_all(reader, obj)
+    assert caught.value.retryable
+
+
+def test_missing_key_and_missing_version_are_reported_as_missing(aws: AwsWorld) -> None:
+    reader = LandingReader(aws.s3, chunk_size=4096)
+    with pytest.raises(ObjectMissingError, match="NoSuchKey"):
+        reader.open(SourceObject(LANDING, "never-written"))
+    obj = landing_object(aws, "v", b"1")
+    with pytest.raises(ObjectMissingError, match="NoSuchVersion"):
+        reader.open(SourceObject(LANDING, "v", version_id="not-a-version"))
+    aws.s3.delete_object(Bucket=LANDING, Key="v", VersionId=obj.version_id or "")
+    with pytest.raises(ObjectMissingError):
+        reader.open(obj)
+
+
+def test_event_without_version_finds_the_overwritten_version_by_etag(aws: AwsWorld) -> None:
+    first = landing_object(aws, "same-key", b"version one")
+    landing_object(aws, "same-key", b"version two")
+    event_view = SourceObject(LANDING, "same-key", etag=first.etag)  # what an emulator's event carries
+    stream = LandingReader(aws.s3, chunk_size=4096).open(event_view)
+    assert b"".join(stream.chunks()) == b"version one"
+    assert stream.version_id == first.version_id
+
+
+def test_overwritten_object_in_an_unversioned_bucket_is_missing_not_the_new_bytes(aws: AwsWorld) -> None:
+    aws.s3.create_bucket(Bucket="plain")
+    old = aws.s3.put_object(Bucket="plain", Key="k", Body=b"old")
+    aws.s3.put_object(Bucket="plain", Key="k", Body=b"new")
+    with pytest.raises(ObjectMissingError, match="overwritten before it was read"):
+        LandingReader(aws.s3, chunk_size=4096).open(SourceObject("plain", "k", etag=old["ETag"].strip('"')))
+
+
+class DenyingS3:
+    def get_object(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+
+
+def test_access_denied_is_not_retryable() -> None:
+    with pytest.raises(FetchError) as caught:
+        LandingReader(DenyingS3(), chunk_size=4096).open(SourceObject("b", "k"))  # type: ignore[arg-type]
+    assert caught.value.retryable is False
+    assert caught.value.context()["operation"] == "GetObject"
+
+
+# ------------------------------------------------------------------ publishing
+
+
+def make_bundle(size: int) -> BuiltBundle:
+    data = os.urandom(size)
+    writer = BundleWriter(bundle_id="b", created_at=datetime.now(UTC))
+    writer.add(SourceObject("land", "f"), member="f", size=len(data), chunks=chunked(data, 1 << 20))
+    return writer.finish()
+
+
+@pytest.mark.parametrize("size", [1000, 7 * 1024 * 1024])
+def test_publish_sets_type_metadata_and_checksum(aws: AwsWorld, size: int) -> None:
+    bundle = make_bundle(size)
+    publisher = BundlePublisher(aws.s3, multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    publisher.put(ARCHIVE, "bundles/x.tar.gz", bundle)
+    publisher.put(DISTRIBUTION, "bundles/x.tar.gz", bundle)
+    for bucket in (ARCHIVE, DISTRIBUTION):
+        head = aws.s3.head_object(Bucket=bucket, Key="bundles/x.tar.gz")
+        stored = aws.read(bucket, "bundles/x.tar.gz")
+        assert head["ContentType"] == "application/gzip"
+        assert "ContentEncoding" not in head
+        assert head["Metadata"]["content-sha256"] == sha256_hex(stored) == bundle.sha256_hex
+        # moto accepts any ChecksumSHA256, so check that what we sent is right ourselves.
+        assert base64.b64decode(bundle.sha256_b64) == hashlib.sha256(stored).digest()
+    assert aws.read(ARCHIVE, "bundles/x.tar.gz") == aws.read(DISTRIBUTION, "bundles/x.tar.gz")
+
+
+def test_publish_failure_is_an_upload_error(aws: AwsWorld) -> None:
+    publisher = BundlePublisher(aws.s3, multipart_threshold=5 * 1024 * 1024)
+    with pytest.raises(UploadError, match="NoSuchBucket") as caught:
+        publisher.put("no-such-bucket", "k", make_bundle(10))
+    assert caught.value.retryable
+
+
+# ------------------------------------------------------------------ claims
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def claims(aws: AwsWorld, clock: Clock | None = None) -> ClaimStore:
+    return ClaimStore(
+        aws.dynamodb, table=TABLE, ttl_attribute="ttl", ttl_days=7, clock=clock or Clock(), sleep=NO_SLEEP
+    )
+
+
+def test_claim_state_machine(aws: AwsWorld) -> None:
+    clock = Clock()
+    store = claims(aws, clock)
+    obj = SourceObject(LANDING, "k", etag="e")
+    assert store.claim([obj], owner="A", lease_seconds=300)[obj.object_id].status is ClaimStatus.CLAIMED
+    item = aws.claim_item(obj.object_id)
+    assert item is not None
+    assert item["status"] == "IN_PROGRESS"
+    assert item["owner"] == "A"
+    assert int(item["lease_expires_at"]) == clock.now + 300
+    assert int(item["ttl"]) == clock.now + 7 * 86400
+    assert item["object_key"] == "k"
+
+    # A live lease held by someone else: retry later.
+    assert store.claim([obj], owner="B", lease_seconds=300)[obj.object_id].status is ClaimStatus.HELD
+    # Our own retry of the same claim is ours.
+    assert store.claim([obj], owner="A", lease_seconds=300)[obj.object_id].status is ClaimStatus.CLAIMED
+
+    store.commit([obj], owner="A", bundle_key="bundles/b.tar.gz")
+    result = store.claim([obj], owner="C", lease_seconds=300)[obj.object_id]
+    assert result.status is ClaimStatus.DUPLICATE
+    assert result.bundle_key == "bundles/b.tar.gz"
+
+
+def test_an_expired_lease_is_taken_over(aws: AwsWorld) -> None:
+    clock = Clock()
+    store = claims(aws, clock)
+    obj = SourceObject(LANDING, "crashed", etag="e")
+    store.claim([obj], owner="dead", lease_seconds=60)
+    clock.now += 61
+    assert store.claim([obj], owner="alive", lease_seconds=60)[obj.object_id].status is ClaimStatus.CLAIMED
+    item = aws.claim_item(obj.object_id)
+    assert item is not None
+    assert item["owner"] == "alive"
+
+
+def test_release_removes_the_claim(aws: AwsWorld) -> None:
+    store = claims(aws)
+    obj = SourceObject(LANDING, "r", etag="e")
+    store.claim([obj], owner="A", lease_seconds=60)
+    store.release([obj])
+    assert aws.claim_item(obj.object_id) is None
+    assert store.claim([obj], owner="B", lease_seconds=60)[obj.object_id].status is ClaimStatus.CLAIMED
+
+
+def test_large_batches_are_chunked_and_mixed_verdicts_are_sorted_out(aws: AwsWorld) -> None:
+    store = claims(aws)
+    objects = [SourceObject(LANDING, f"k{i}", etag=str(i)) for i in range(260)]
+    done, held = objects[5], objects[150]
+    store.claim([done], owner="X", lease_seconds=60)
+    store.commit([done], owner="X", bundle_key="old")
+    store.claim([held], owner="Y", lease_seconds=60)
+
+    results = store.claim(objects, owner="Z", lease_seconds=60)
+    assert results[done.object_id].status is ClaimStatus.DUPLICATE
+    assert results[held.object_id].status is ClaimStatus.HELD
+    claimed = [o for o in objects if results[o.object_id].status is ClaimStatus.CLAIMED]
+    assert len(claimed) == 258
+
+    store.commit(claimed, owner="Z", bundle_key="new")
+    items = {i["ObjectID"]: i for i in aws.claim_items()}
+    assert sum(1 for i in items.values() if i["status"] == "COMPLETED" and i["bundle_key"] == "new") == 258
+    store.release(claimed)
+    assert len(aws.claim_items()) == 2
+
+
+class ScriptedDynamo:
+    """Answers TransactWriteItems from a script, to exercise conflicts moto never produces."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+        self.calls: list[list[Any]] = []
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        self.calls.append(kwargs["TransactItems"])
+        answer = self.script.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def cancelled(*codes: str) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": [{"Code": c} for c in codes],
+        },
+        "TransactWriteItems",
+    )
+
+
+def test_transaction_conflicts_are_retried_for_the_undecided_items_only() -> None:
+    a, b = SourceObject("l", "a", etag="1"), SourceObject("l", "b", etag="2")
+    fake = ScriptedDynamo([cancelled("None", "TransactionConflict"), cancelled("TransactionConflict", "None"), {}])
+    store = ClaimStore(fake, table="t", ttl_attribute="ttl", ttl_days=1, sleep=NO_SLEEP)  # type: ignore[arg-type]
+    results = store.claim([a, b], owner="o", lease_seconds=60)
+    assert {r.status for r in results.values()} == {ClaimStatus.CLAIMED}
+    assert [len(call) for call in fake.calls] == [2, 2, 2]
+
+
+def test_a_table_that_stays_unavailable_gives_retryable_errors() -> None:
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems")
+    fake = ScriptedDynamo([throttled] * 5)
+    store = ClaimStore(fake, table="t", ttl_attribute="ttl", ttl_days=1, sleep=NO_SLEEP)  # type: ignore[arg-type]
+    obj = SourceObject("l", "a", etag="1")
+    result = store.claim([obj], owner="o", lease_seconds=60)[obj.object_id]
+    assert result.status is ClaimStatus.ERROR
+    assert isinstance(result.error, ClaimStoreError)
+    assert result.error.retryable
+    assert "ThrottlingException" in str(result.error)

@@ -1,0 +1,363 @@
+"""Faults from SPEC §5: transient errors, failed writes, broken streams, crashes, timeouts, races.
+
+Each test ends by proving the invariant that matters: no file is lost (every uploaded file ends in
+exactly one published bundle once the retries have run), and nothing half-done is ever published.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import pytest
+
+from data_aggregator import app
+from data_aggregator.config import Settings
+from data_aggregator.core import BuiltBundle, TimeoutGuard
+from data_aggregator.service import BatchReport, InboundMessage
+from tests.integration.conftest import (
+    AwsWorld,
+    assert_each_exactly_once,
+    emitted_metrics,
+    expire_all_leases,
+    invoke,
+    published_files,
+)
+from tests.integration.faults import Crash, CrashAfter, Fault, FaultPlan
+from tests.support import ARCHIVE, BASE_ENV, DISTRIBUTION, failed_ids, notification, sqs_event, sqs_record
+
+
+def batch_of(aws: AwsWorld, files: dict[str, bytes]) -> dict[str, Any]:
+    return sqs_event(*(sqs_record(notification(aws.upload(k, v))) for k, v in files.items()))
+
+
+FILES = {f"f{i}.txt": f"file {i}\n".encode() * 50 for i in range(6)}
+
+
+# ------------------------------------------------------------------ transient errors
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("s3", "GetObject", "InternalError", 500, times=2),
+        Fault("s3", "GetObject", "SlowDown", 503, times=3),
+        Fault("s3", "PutObject", "SlowDown", 503, times=2),
+        Fault("dynamodb", "TransactWriteItems", "ThrottlingException", 400, times=2),
+        Fault("dynamodb", "TransactWriteItems", "InternalServerError", 500, times=1),
+        Fault("dynamodb", "BatchWriteItem", "ProvisionedThroughputExceededException", 400, times=2),
+    ],
+    ids=lambda f: f"{f.operation}-{f.code}",
+)
+def test_transient_errors_are_retried_and_the_batch_succeeds(aws: AwsWorld, faults: FaultPlan, fault: Fault) -> None:
+    faults.add(fault)
+    event = batch_of(aws, FILES)
+    assert invoke(event) == {"batchItemFailures": []}
+    assert fault.injected == fault.times
+    assert_each_exactly_once(aws, FILES)
+
+
+def test_a_persistently_failing_object_fails_only_its_own_message(
+    aws: AwsWorld, faults: FaultPlan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    faults.add(Fault("s3", "GetObject", "InternalError", 500, times=10**6, url_contains="/f3.txt"))
+    event = batch_of(aws, FILES)
+    bad = event["Records"][3]["messageId"]
+    assert failed_ids(invoke(event)) == {bad}
+    assert_each_exactly_once(aws, {k: v for k, v in FILES.items() if k != "f3.txt"})
+    assert [i["status"] for i in aws.claim_items()].count("COMPLETED") == 5
+    assert len(aws.claim_items()) == 5  # the failed one was released
+
+
+@pytest.mark.parametrize("lost_response", [False, True], ids=["unreachable", "response-lost"])
+def test_the_table_failing_for_good_fails_the_messages_and_loses_nothing(
+    aws: AwsWorld, faults: FaultPlan, monkeypatch: pytest.MonkeyPatch, lost_response: bool
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    outage = faults.add(
+        Fault("dynamodb", "TransactWriteItems", "InternalServerError", 500, times=5, connection_error=not lost_response)
+    )
+    event = batch_of(aws, FILES)
+    response = invoke(event)
+    assert outage.injected == 5
+    assert failed_ids(response) == {r["messageId"] for r in event["Records"]}
+    assert aws.bundle_keys(DISTRIBUTION) == []
+    if lost_response:
+        # The table did write the claims; only the answers were lost. They block until their lease
+        # expires, exactly like a crashed invocation's, and nothing is lost meanwhile.
+        assert failed_ids(invoke(event)) == {r["messageId"] for r in event["Records"]}
+        expire_all_leases(aws)
+    else:
+        assert aws.claim_items() == []
+    assert invoke(event) == {"batchItemFailures": []}  # the outage is over
+    assert_each_exactly_once(aws, FILES)
+
+
+# ------------------------------------------------------------------ failed writes
+
+
+@pytest.mark.parametrize("bucket", [ARCHIVE, DISTRIBUTION])
+def test_a_failed_bundle_write_commits_nothing_and_the_retry_delivers(
+    aws: AwsWorld, faults: FaultPlan, bucket: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    denied = faults.add(Fault("s3", "PutObject", "-", 0, times=1, url_contains=bucket, connection_error=True))
+    event = batch_of(aws, FILES)
+    assert failed_ids(invoke(event)) == {r["messageId"] for r in event["Records"]}
+    assert denied.injected == 1
+    assert aws.bundle_keys(DISTRIBUTION) == []
+    assert aws.claim_items() == []  # every claim released
+    assert emitted_metrics(capsys.readouterr().out)["UploadFailures"] == [1.0]
+    # Redelivery: the same messages succeed and every file is published once.
+    assert invoke(event) == {"batchItemFailures": []}
+    assert_each_exactly_once(aws, FILES)
+
+
+def test_a_failed_commit_after_publishing_still_acknowledges(
+    aws: AwsWorld, faults: FaultPlan, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    faults.add(Fault("dynamodb", "BatchWriteItem", "InternalServerError", 500, times=5))
+    assert invoke(batch_of(aws, FILES)) == {"batchItemFailures": []}  # durable in both buckets: acknowledged
+    assert_each_exactly_once(aws, FILES)
+    assert emitted_metrics(capsys.readouterr().out)["CommitFailures"] == [1.0]
+
+
+# ------------------------------------------------------------------ broken streams
+
+
+class _BreakOnce:
+    """Cut the first GetObject body of one key after a few bytes, at the urllib3 layer."""
+
+    def __init__(self, key: str, *, times: int) -> None:
+        self.key = key
+        self.times = times
+
+    def __call__(self, http_response: Any, model: Any, parsed: dict[str, Any], **_kwargs: Any) -> None:
+        if model.name != "GetObject" or self.times <= 0 or f"/{self.key}" not in http_response.url:
+            return
+        self.times -= 1
+        body = parsed["Body"]
+        original = body._raw_stream
+
+        class Cut:
+            def __init__(self) -> None:
+                self.sent = 0
+
+            def read(self, amt: int | None = None) -> bytes:
+                from urllib3.exceptions import ProtocolError
+
+                if self.sent >= 100:
+                    raise ProtocolError("Connection broken: connection reset by peer")
+                data: bytes = original.read(min(amt or 100, 100 - self.sent))
+                self.sent += len(data)
+                return data
+
+            def close(self) -> None:
+                original.close()
+
+        body._raw_stream = Cut()
+
+
+@pytest.mark.parametrize(("breaks", "published"), [(1, True), (10, False)], ids=["resumed", "abandoned"])
+def test_a_broken_get_stream_is_resumed_or_the_bundle_abandoned(
+    aws: AwsWorld, monkeypatch: pytest.MonkeyPatch, breaks: int, published: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {"a.bin": os.urandom(5000), "b.bin": os.urandom(5000), "c.bin": os.urandom(5000)}
+    cutter = _BreakOnce("b.bin", times=breaks)
+    real = app.make_clients  # type: ignore[attr-defined]
+
+    def with_cut(**kwargs: Any) -> Any:
+        clients = real(**kwargs)
+        clients.s3.meta.events.register("after-call.s3.GetObject", cutter)
+        return clients
+
+    monkeypatch.setattr(app, "make_clients", with_cut)
+    app._clients.cache_clear()
+    monkeypatch.setattr("data_aggregator.clients.time.sleep", lambda _s: None)
+    event = batch_of(aws, files)
+    response = invoke(event)
+    if published:
+        assert response == {"batchItemFailures": []}
+        assert_each_exactly_once(aws, files)
+        return
+    # Abandoned: nothing published, every message of the bundle retried, no claim left behind.
+    assert failed_ids(response) == {r["messageId"] for r in event["Records"]}
+    assert aws.bundle_keys(DISTRIBUTION) == aws.bundle_keys(ARCHIVE) == []
+    assert aws.claim_items() == []
+    assert emitted_metrics(capsys.readouterr().out)["BundlesAbandoned"] == [1.0]
+    cutter.times = 0
+    assert invoke(event) == {"batchItemFailures": []}
+    assert_each_exactly_once(aws, files)
+
+
+# ------------------------------------------------------------------ crashes and timeouts
+
+
+@pytest.mark.parametrize(
+    "crash",
+    [
+        CrashAfter("TransactWriteItems", before=False),  # claimed, then died
+        CrashAfter("GetObject"),  # died while fetching
+        CrashAfter("PutObject", url_contains=DISTRIBUTION),  # Archive written, Distribution not
+    ],
+    ids=["after-claim", "during-fetch", "after-archive-write"],
+)
+def test_a_crashed_invocation_loses_nothing(aws: AwsWorld, faults: FaultPlan, crash: CrashAfter) -> None:
+    faults.crash(crash)
+    event = batch_of(aws, FILES)
+    with pytest.raises(Crash):
+        invoke(event)  # Lambda reports an error: no partial response, the whole batch comes back
+    assert aws.bundle_keys(DISTRIBUTION) == []
+    assert {i["status"] for i in aws.claim_items()} == {"IN_PROGRESS"}
+
+    faults.crashes.clear()
+    app._clients.cache_clear()
+    # Redelivered while the dead invocation's leases are still live: retried later, nothing published.
+    assert failed_ids(invoke(event)) == {r["messageId"] for r in event["Records"]}
+    assert aws.bundle_keys(DISTRIBUTION) == []
+    # After the leases expire (they are shorter than the visibility timeout), the retry delivers.
+    expire_all_leases(aws)
+    assert invoke(event) == {"batchItemFailures": []}
+    assert_each_exactly_once(aws, FILES)
+
+
+def test_a_crash_between_publishing_and_commit_can_only_duplicate(aws: AwsWorld, faults: FaultPlan) -> None:
+    faults.crash(CrashAfter("PutObject", url_contains=DISTRIBUTION, before=False))
+    event = batch_of(aws, FILES)
+    with pytest.raises(Crash):
+        invoke(event)
+    faults.crashes.clear()
+    app._clients.cache_clear()
+    expire_all_leases(aws)
+    assert invoke(event) == {"batchItemFailures": []}
+    files = published_files(aws)
+    assert len(aws.bundle_keys(DISTRIBUTION)) == 2  # the documented duplicate, never a loss
+    assert sorted(f.key for f in files) == sorted(list(FILES) * 2)
+
+
+def test_the_timeout_guard_stops_before_work_it_cannot_finish(
+    aws: AwsWorld, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One file per bundle, 1 kB/s assumed, 10 s reserve: with 15 s left a 4 kB bundle fits, a 6 kB one not.
+    monkeypatch.setenv("MAX_FILES_PER_BUNDLE", "1")
+    monkeypatch.setenv("GUARD_BYTES_PER_SECOND", "1000")
+    monkeypatch.setenv("TIMEOUT_RESERVE_SECONDS", "10")
+    files = {"fits.bin": os.urandom(4000), "too-late.bin": os.urandom(6000)}
+    event = batch_of(aws, files)
+    late = event["Records"][1]["messageId"]
+    assert failed_ids(invoke(event, remaining_ms=15_000)) == {late}
+    assert_each_exactly_once(aws, {"fits.bin": files["fits.bin"]})
+    assert len(aws.claim_items()) == 1  # the leftover's claim was released
+    assert emitted_metrics(capsys.readouterr().out)["DeadlineLeftovers"] == [1.0]
+    assert invoke(event, remaining_ms=60_000) == {"batchItemFailures": []}
+    assert_each_exactly_once(aws, files)
+
+
+def test_with_no_time_left_nothing_starts_and_nothing_is_held(aws: AwsWorld) -> None:
+    event = batch_of(aws, FILES)
+    assert failed_ids(invoke(event, remaining_ms=5_000)) == {r["messageId"] for r in event["Records"]}
+    assert aws.bundle_keys(DISTRIBUTION) == []
+    assert aws.claim_items() == []
+
+
+def test_the_lease_always_outlives_the_invocation() -> None:
+    settings = Settings.from_env({**BASE_ENV, "CLAIM_LEASE_SECONDS": "60"})
+    assert app.lease_seconds(settings, 900.0) == 930
+    assert app.lease_seconds(Settings.from_env(BASE_ENV), 100.0) == 360
+
+
+# ------------------------------------------------------------------ concurrent invocations
+
+
+def test_two_invocations_racing_on_the_same_objects_publish_each_once(aws: AwsWorld) -> None:
+    """B runs while A is writing its bundle: B must back off (held), and its retry finds duplicates."""
+    settings = Settings.from_env(BASE_ENV)
+    clients = app.make_clients()  # type: ignore[attr-defined]
+    files = {f"race{i}": os.urandom(200) for i in range(10)}
+    messages = [InboundMessage(r["messageId"], r["body"]) for r in batch_of(aws, files)["Records"]]
+    reports: dict[str, BatchReport] = {}
+
+    def run(name: str) -> None:
+        aggregator = app.build_aggregator(settings, clients)
+        guard = TimeoutGuard(lambda: 600.0, reserve_seconds=1, bytes_per_second=10**9)
+        reports[name] = aggregator.run(messages, guard=guard, owner=name, lease_seconds=600)
+
+    class InterleavingPublisher:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def put(self, bucket: str, key: str, bundle: BuiltBundle) -> None:
+            if bucket == ARCHIVE and "B" not in reports:
+                run("B")  # the second invocation runs to completion in the middle of A's publish
+            self.inner.put(bucket, key, bundle)
+
+    a = app.build_aggregator(settings, clients)
+    a._publisher = InterleavingPublisher(a._publisher)
+    guard = TimeoutGuard(lambda: 600.0, reserve_seconds=1, bytes_per_second=10**9)
+    reports["A"] = a.run(messages, guard=guard, owner="A", lease_seconds=600)
+
+    assert reports["A"].failures == {}
+    assert set(reports["B"].failures) == {m.message_id for m in messages}
+    assert reports["B"].claims_held == 10
+    run("B")  # B's redelivery
+    assert reports["B"].failures == {}
+    assert reports["B"].duplicates == 10
+    assert_each_exactly_once(aws, files)
+
+
+class SerializedCalls:
+    """moto's TransactWriteItems deep-copies the table unguarded; real DynamoDB serialises per item.
+
+    Holding a lock per call keeps the emulator consistent while the invocations still interleave
+    call by call, which is where the races between them live.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return locked
+
+
+def test_parallel_invocations_never_publish_an_object_twice(aws: AwsWorld) -> None:
+    settings = Settings.from_env({**BASE_ENV, "MAX_FILES_PER_BUNDLE": "5"})
+    real = app.make_clients()  # type: ignore[attr-defined]
+    clients = type(real)(s3=real.s3, dynamodb=SerializedCalls(real.dynamodb))  # type: ignore[arg-type]
+    files = {f"p{i:02}": os.urandom(300) for i in range(30)}
+    messages = [InboundMessage(r["messageId"], r["body"]) for r in batch_of(aws, files)["Records"]]
+    errors: list[BaseException] = []
+
+    def worker(name: str) -> None:
+        try:
+            remaining = list(messages)
+            for _ in range(20):
+                if not remaining:
+                    return
+                guard = TimeoutGuard(lambda: 600.0, reserve_seconds=1, bytes_per_second=10**9)
+                report = app.build_aggregator(settings, clients).run(
+                    remaining, guard=guard, owner=name, lease_seconds=600
+                )
+                remaining = [m for m in remaining if m.message_id in report.failures]
+            errors.append(AssertionError(f"{name} never finished"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert_each_exactly_once(aws, files)
