@@ -90,10 +90,17 @@ def _demo_parser(sub: Subparsers) -> None:
     p.add_argument("--duration", type=_positive_float, help="seconds to keep uploading")
     p.add_argument("--batch-size", type=int, default=100, help="ESM batch size (default 100)")
     p.add_argument("--window", type=float, default=5.0, help="ESM batching window in seconds (default 5)")
-    p.add_argument("--function-timeout", type=float, default=20.0, help="emulated Lambda timeout (default 20 s)")
-    p.add_argument("--claim-lease", type=int, default=25, help="CLAIM_LEASE_SECONDS for the handler (default 25)")
-    p.add_argument("--visibility-timeout", type=int, default=30, help="queue visibility timeout (default 30 s)")
-    p.add_argument("--max-receive-count", type=int, default=3, help="redrive to the DLQ after this many receives")
+    p.add_argument("--function-timeout", type=float, default=10.0, help="emulated Lambda timeout (default 10 s)")
+    p.add_argument(
+        "--claim-lease",
+        type=int,
+        default=40,
+        help="CLAIM_LEASE_SECONDS (default 40; the handler extends a lease shorter than timeout + 30 s)",
+    )
+    p.add_argument(
+        "--visibility-timeout", type=int, default=45, help="queue visibility timeout, above the lease (default 45 s)"
+    )
+    p.add_argument("--max-receive-count", type=int, default=2, help="receives before redrive to the DLQ (default 2)")
     p.add_argument("--pollers", type=int, default=1, help="concurrent ESM pollers (default 1)")
     p.add_argument("--poison", type=_non_negative_int, default=2, help="malformed messages to inject (default 2)")
     p.add_argument(

@@ -27,7 +27,7 @@ from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import quote_plus
 
 from data_aggregator.models import utc_timestamp
@@ -47,6 +47,7 @@ from data_aggregator.sandbox.uploader import SizeMix, SyntheticUploader, Uploade
 
 log = logging.getLogger(__name__)
 
+SERVICE_NAME = "data-aggregator"
 POISON_BODIES = ("this body is not JSON", '{"Records": "not a list"}', "[1, 2, 3]", '{"unexpected": "shape"}')
 
 
@@ -59,10 +60,10 @@ class DemoOptions:
     duration: float | None = None
     batch_size: int = 100
     window_seconds: float = 5.0
-    function_timeout_seconds: float = 20.0
-    claim_lease_seconds: int = 25
-    visibility_timeout: int = 30
-    max_receive_count: int = 3
+    function_timeout_seconds: float = 10.0
+    claim_lease_seconds: int = 40
+    visibility_timeout: int = 45
+    max_receive_count: int = 2
     pollers: int = 1
     poison: int = 2
     duplicates: int = 6
@@ -258,6 +259,25 @@ _ROUTER = _StdoutRouter()
 
 
 @contextmanager
+def _handler_logs_to_router(service: str) -> Iterator[None]:
+    """Point the function's log handlers at the router for the run, whenever they were created.
+
+    A handler module imported earlier (by another caller in the same process) holds the stream it
+    found then; without this, its logs would bypass the log file and scribble over the progress line.
+    """
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for name in (service, "data_aggregator"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream not in (_ROUTER, sys.stderr):
+                swapped.append((handler, handler.setStream(_ROUTER)))
+    try:
+        yield
+    finally:
+        for handler, previous in swapped:
+            handler.setStream(previous)
+
+
+@contextmanager
 def _patched_environ(values: dict[str, str]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -279,7 +299,7 @@ def handler_settings(environment: Environment, options: DemoOptions, emulator: E
         "CLAIM_LEASE_SECONDS": str(options.claim_lease_seconds),
         # The guard's reserve must fit the emulated timeout, or a short timeout would start no work.
         "TIMEOUT_RESERVE_SECONDS": f"{max(0.5, min(10.0, options.function_timeout_seconds / 4)):g}",
-        "POWERTOOLS_SERVICE_NAME": "data-aggregator",
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": "DataAggregator",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "LOG_LEVEL": "INFO",
@@ -423,7 +443,7 @@ def run_demo(
     *,
     make_handler: HandlerFactory | None = None,
     emulator: Emulator | None = None,
-    status: TextIO = sys.stderr,
+    status: TextIO | None = None,
 ) -> DemoReport:
     """Run the whole pipeline once and return the verdict (the caller prints it).
 
@@ -448,13 +468,15 @@ def run_demo(
         stack.callback(setattr, _ROUTER, "target", None)
         _ROUTER.target = handler_log
         stack.enter_context(redirect_stdout(_ROUTER))
+        handler = make_handler(clients, environment) if make_handler else load_handler()
+        stack.enter_context(_handler_logs_to_router(os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_NAME)))
         report = _drive(
             options=options,
             clients=clients,
             environment=environment,
             workdir=workdir,
-            handler=make_handler(clients, environment) if make_handler else load_handler(),
-            status_stream=status,
+            handler=handler,
+            status_stream=status or sys.stderr,
             started=started,
         )
     report.workdir = workdir
