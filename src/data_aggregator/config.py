@@ -27,7 +27,9 @@ class Settings(BaseModel):
     distribution_bucket_name: Annotated[
         str, Field(alias="DISTRIBUTION_BUCKET_NAME", min_length=3, max_length=63)
     ]
-    idempotency_table_name: Annotated[str, Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=3, max_length=255)]
+    idempotency_table_name: Annotated[
+        str, Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=3, max_length=255)
+    ]
 
     idempotency_ttl_days: Annotated[int, Field(alias="IDEMPOTENCY_TTL_DAYS", ge=1, le=365)] = 7
     dynamodb_ttl_attribute: Annotated[str, Field(alias="DYNAMODB_TTL_ATTRIBUTE", min_length=1)] = "ttl"

@@ -10,12 +10,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_MEMBER = "manifest.json"
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,9 @@ class SourceObject:
         encoded would not be. The readable parts are stored next to it for operators.
         """
         kind, value = self.discriminator
-        canonical = json.dumps([self.bucket, self.key, kind, value], ensure_ascii=False, separators=(",", ":"))
+        canonical = json.dumps(
+            [self.bucket, self.key, kind, value], ensure_ascii=False, separators=(",", ":")
+        )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     @property
