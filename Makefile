@@ -7,7 +7,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 RUN := $(UV) run --frozen
 SYNCED := .venv/.synced
 
-.PHONY: help bootstrap test lint fmt
+.PHONY: help bootstrap test lint fmt build
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -31,3 +31,6 @@ lint: $(SYNCED) ## ruff, mypy --strict and bandit
 fmt: $(SYNCED) ## Apply ruff's formatting and safe fixes
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
+
+build: ## Build dist/lambda.zip (python3.13, arm64); ARCH=x86_64 builds dist/lambda-x86_64.zip
+	./build.sh --arch $(or $(ARCH),arm64)
