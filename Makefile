@@ -22,11 +22,12 @@ bootstrap: $(SYNCED) ## Install uv (if missing) and the locked environment
 test: $(SYNCED) ## Run the whole offline suite (unit, integration, fast e2e, smoke benchmarks)
 	$(RUN) pytest --cov --cov-report=term
 
-lint: $(SYNCED) ## ruff, mypy --strict and bandit
+lint: $(SYNCED) ## ruff, mypy --strict, bandit, terraform fmt and checkov over infra/
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy --strict
 	$(RUN) bandit -q -c pyproject.toml -r src
+	./infra/check.sh
 
 fmt: $(SYNCED) ## Apply ruff's formatting and safe fixes
 	$(RUN) ruff check --fix .
