@@ -1,7 +1,8 @@
 # The functions run in private subnets with no route to the internet: everything they call is reached
-# through gateway endpoints (S3, DynamoDB), which are free and keep traffic on the AWS network. Logs,
-# metrics (EMF) and traces leave through the Lambda service itself, and the SQS event source mapping
-# polls the queue from the service side, so no NAT gateway and no interface endpoint is needed.
+# through VPC endpoints: S3 and DynamoDB through gateway endpoints (free, on the AWS network), X-Ray
+# through an interface endpoint (xray.tf). Logs and EMF metrics leave through the Lambda service
+# itself, and the SQS event source mapping polls the queue from the service side, so there is no NAT
+# gateway, no internet gateway and no other interface endpoint.
 
 locals {
   component = "01-network"

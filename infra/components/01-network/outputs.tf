@@ -22,3 +22,8 @@ output "s3_endpoint_id" {
   description = "The S3 gateway endpoint (aws:SourceVpce in bucket policies, if an operator wants it)."
   value       = aws_vpc_endpoint.s3.id
 }
+
+output "interface_endpoint_cidr" {
+  description = "Where the interface endpoints listen (the VPC range), or null when there are none."
+  value       = var.xray_endpoint ? var.vpc_cidr : null
+}

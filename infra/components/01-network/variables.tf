@@ -40,3 +40,9 @@ variable "flow_log_retention_days" {
   type        = number
   default     = 365
 }
+
+variable "xray_endpoint" {
+  description = "Create an X-Ray interface endpoint so the functions' trace subsegments leave the VPC without a NAT gateway (about 7 USD a month per zone). Turn off only if traces arrive without it."
+  type        = bool
+  default     = true
+}

@@ -67,11 +67,11 @@ data "terraform_remote_state" "stateful" {
   }
 }
 
-# --- Network: HTTPS out to the S3 and DynamoDB gateway endpoints, nothing in -------------------------
+# --- Network: HTTPS out to the VPC endpoints only, nothing in -----------------------------------------
 
 resource "aws_security_group" "functions" {
   name        = "${local.name}-functions"
-  description = "Aggregator and monitor: HTTPS to the S3 and DynamoDB gateway endpoints only"
+  description = "Aggregator and monitor: HTTPS to the VPC endpoints only"
   vpc_id      = local.network.vpc_id
 }
 
@@ -91,6 +91,17 @@ resource "aws_vpc_security_group_egress_rule" "dynamodb" {
   from_port         = 443
   to_port           = 443
   prefix_list_id    = local.network.dynamodb_prefix_list_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "interface_endpoints" {
+  count = local.network.interface_endpoint_cidr == null ? 0 : 1
+
+  security_group_id = aws_security_group.functions.id
+  description       = "HTTPS to the VPC's interface endpoints (X-Ray)"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = local.network.interface_endpoint_cidr
 }
 
 # --- Logs (created before the functions so Lambda never creates an unencrypted, unexpiring group) -----
