@@ -93,8 +93,9 @@ resource "aws_vpc_security_group_egress_rule" "dynamodb" {
   prefix_list_id    = local.network.dynamodb_prefix_list_id
 }
 
+# Terraform drops null outputs from state, hence try(): no interface endpoints, no rule.
 resource "aws_vpc_security_group_egress_rule" "interface_endpoints" {
-  count = local.network.interface_endpoint_cidr == null ? 0 : 1
+  count = try(local.network.interface_endpoint_cidr, null) == null ? 0 : 1
 
   security_group_id = aws_security_group.functions.id
   description       = "HTTPS to the VPC's interface endpoints (X-Ray)"
