@@ -58,8 +58,8 @@ class Built:
 
 def _build(arch: str, output: Path) -> Built:
     env = {**os.environ, "PYTHON": sys.executable}
-    result = subprocess.run(  # noqa: S603 - our own script, fixed arguments
-        ["bash", str(BUILD), "--arch", arch, "--output", str(output)],  # noqa: S607
+    result = subprocess.run(
+        ["bash", str(BUILD), "--arch", arch, "--output", str(output)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -115,9 +115,7 @@ def test_only_runtime_code_ships(builds: dict[str, Built]) -> None:
 @pytest.mark.parametrize(
     ("arch", "machine", "other"), [("arm64", "aarch64", "x86_64"), ("x86_64", "x86_64", "aarch64")]
 )
-def test_native_extensions_match_the_target(
-    builds: dict[str, Built], arch: str, machine: str, other: str
-) -> None:
+def test_native_extensions_match_the_target(builds: dict[str, Built], arch: str, machine: str, other: str) -> None:
     with zipfile.ZipFile(builds[arch].path) as archive:
         extensions = [n for n in archive.namelist() if n.endswith(".so")]
     assert any(f"cpython-313-{machine}-linux-gnu" in n for n in extensions), extensions
@@ -143,7 +141,7 @@ def test_handlers_import_from_the_unpacked_x86_64_zip_alone(builds: dict[str, Bu
     }
     # -I ignores PYTHONPATH and the user site; -S drops site-packages (the venv's too), so the zip's
     # folder, inserted first on sys.path by the probe, is the only place third-party code can come from.
-    result = subprocess.run(  # noqa: S603 - fixed interpreter and probe
+    result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", IMPORT_PROBE, str(root)],
         cwd=tmp_path,
         env=env,

@@ -242,9 +242,7 @@ def test_data_buckets_log_to_the_access_log_bucket() -> None:
     stateful = component(STATEFUL)
     logging = stateful.resource("aws_s3_bucket_logging", "this")
     assert logging["for_each"] == "${local.logged_buckets}"
-    assert 'toset(["landing", "archive", "distribution"])' in stateful.locals["logged_buckets"].replace(
-        "'", '"'
-    )
+    assert 'toset(["landing", "archive", "distribution"])' in stateful.locals["logged_buckets"].replace("'", '"')
     assert logging["target_bucket"] == '${aws_s3_bucket.this["access_logs"].id}'
 
 
@@ -294,8 +292,7 @@ def test_consumer_can_only_list_get_and_delete_in_distribution() -> None:
         denied = [
             s
             for s in statements(stateful.doc(rules))
-            if s.get("effect") == "Deny"
-            and "${aws_iam_role.consumer.arn}" in s["principals"][0]["identifiers"]
+            if s.get("effect") == "Deny" and "${aws_iam_role.consumer.arn}" in s["principals"][0]["identifiers"]
         ]
         assert denied, rules
         assert denied[0]["actions"] == ["s3:*"], rules

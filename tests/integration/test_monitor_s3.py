@@ -68,9 +68,7 @@ def test_more_than_one_page_is_counted_in_full(s3: S3Client) -> None:
 def test_ages_come_from_last_modified(s3: S3Client) -> None:
     for key in ("first", "second", "third"):
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"abc")
-    stamps = {
-        key: s3.head_object(Bucket=BUCKET, Key=key)["LastModified"] for key in ("first", "second", "third")
-    }
+    stamps = {key: s3.head_object(Bucket=BUCKET, Key=key)["LastModified"] for key in ("first", "second", "third")}
     now = max(stamps.values()) + timedelta(minutes=10)
 
     backlog = monitor.measure_backlog(monitor.DistributionBucket(s3, BUCKET).objects(), now)
@@ -114,9 +112,7 @@ def test_handler_prints_the_three_metrics_as_emf(
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics")
-def test_handler_without_bucket_fails_naming_the_variable(
-    s3: S3Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_handler_without_bucket_fails_naming_the_variable(s3: S3Client, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DISTRIBUTION_BUCKET_NAME", raising=False)
     with pytest.raises(ConfigError, match="DISTRIBUTION_BUCKET_NAME"):
         monitor.handler({}, None)
