@@ -53,8 +53,11 @@ def error_code(exc: ClientError) -> str:
 
 
 def backoff_delay(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
-    """Full-jitter exponential backoff: spreads retries of concurrent invocations apart."""
-    return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311  # nosec B311 - jitter, not cryptography
+    """Full-jitter exponential backoff: spreads retries of concurrent invocations apart.
+
+    The jitter needs no cryptographic randomness, hence the suppressed S311/B311 warnings.
+    """
+    return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311  # nosec B311
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +111,8 @@ class S3ObjectStream:
         self._sleep = sleep
         self.size = int(response["ContentLength"])
         self.etag: str | None = response.get("ETag", "").strip('"') or None
-        self.version_id: str | None = response.get("VersionId") or None
+        version = response.get("VersionId")
+        self.version_id: str | None = version if version and version != "null" else None
         self.resumes = 0
 
     def chunks(self) -> Iterator[bytes]:
