@@ -43,11 +43,12 @@ from data_aggregator.sandbox.provision import (
     provision,
     queue_depth,
 )
-from data_aggregator.sandbox.uploader import SizeMix, SyntheticUploader, UploadedFile
+from data_aggregator.sandbox.uploader import REGULAR_KEY_PREFIX, SizeMix, SyntheticUploader, UploadedFile
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "data-aggregator"
+LATENCY_TARGETS = ((0.95, 120.0), (0.999, 180.0))  # SPEC N1: landing -> Distribution
 POISON_BODIES = ("this body is not JSON", '{"Records": "not a list"}', "[1, 2, 3]", '{"unexpected": "shape"}')
 
 
@@ -146,6 +147,9 @@ class DemoReport:
     reconciliation: Reconciliation
     bundles: int = 0
     bytes_bundled: int = 0
+    bytes_uploaded: int = 0
+    large_files: int = 0
+    odd_keys: int = 0
     archive_problems: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     upload_failures: list[str] = field(default_factory=list)
@@ -185,6 +189,10 @@ class DemoReport:
         found.extend(f"DLQ holds a real event: {body:.120}" for body in self.dlq_unexpected[:3])
         if not self.drained:
             found.append("the pipeline did not drain within the drain timeout")
+        for fraction, target in LATENCY_TARGETS:
+            measured = percentile(r.latencies, fraction)
+            if measured > target:
+                found.append(f"latency p{fraction * 100:g} is {measured:.1f} s, above the {target:g} s target")
         return found
 
     @property
@@ -204,7 +212,8 @@ class DemoReport:
             f"timeout {o.function_timeout_seconds:g} s, visibility {o.visibility_timeout} s, "
             f"maxReceiveCount {o.max_receive_count}",
             f"elapsed         {self.elapsed_seconds:.1f} s",
-            f"files uploaded  {r.uploaded}",
+            f"files uploaded  {r.uploaded} ({self.bytes_uploaded:,} bytes; {self.large_files} large, "
+            f"{self.odd_keys} with awkward keys)",
             f"files bundled   {r.bundled}",
             f"files missing   {len(r.missing)}",
             f"files duplicate {len(r.duplicated)}  ({self.duplicates_sent} duplicate notifications injected)",
@@ -215,7 +224,8 @@ class DemoReport:
             f"DLQ depth       {self.dlq_depth} (expected {self.poison_sent}: injected poison messages)",
             "latency         landing -> Distribution: "
             f"p50 {percentile(lat, 0.50):.1f} s, p95 {percentile(lat, 0.95):.1f} s, "
-            f"p99 {percentile(lat, 0.99):.1f} s, max {max(lat, default=0.0):.1f} s",
+            f"p99 {percentile(lat, 0.99):.1f} s, max {max(lat, default=0.0):.1f} s "
+            "(targets: p95 <= 120 s, p99.9 <= 180 s)",
             "verification    "
             + (
                 "every bundle: SHA-256 = content-sha256, members = manifest, same digest in Archive"
@@ -561,6 +571,9 @@ def _drive(
         reconciliation=reconcile(uploads, run.consumed, environment.names.landing),
         bundles=len(run.consumed),
         bytes_bundled=sum(bundle.size for bundle in run.consumed),
+        bytes_uploaded=sum(upload.size for upload in uploads),
+        large_files=sum(upload.size >= options.mix.large_min for upload in uploads),
+        odd_keys=sum(not upload.key.startswith(REGULAR_KEY_PREFIX) for upload in uploads),
         archive_problems=run.archive_problems(),
         rejected=list(run.rejected),
         upload_failures=list(uploader.failures),

@@ -124,7 +124,7 @@ def provision(
 
     for bucket in (names.landing, names.archive, names.distribution):
         _create_bucket(s3, bucket, region)
-    for bucket in (names.archive, names.distribution):  # Distribution: noncurrent versions expire
+    for bucket in (names.landing, names.archive, names.distribution):  # as the Terraform baseline does
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
     dlq_url = sqs.create_queue(

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MAX_KEY_BYTES = 1024
+REGULAR_KEY_PREFIX = "incoming/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ def generate(seed: int, mix: SizeMix) -> Iterator[tuple[str, bytes]]:
         if mix.odd_every and index % mix.odd_every == 0:
             key = _odd_key(index // mix.odd_every)
         else:
-            key = f"incoming/sensor-{rng.randrange(16):02d}/{seed}/{index:07d}.jsonl"
+            key = f"{REGULAR_KEY_PREFIX}sensor-{rng.randrange(16):02d}/{seed}/{index:07d}.jsonl"
         large = bool(mix.large_every) and index % mix.large_every == 0
         size = rng.randint(mix.large_min, mix.large_max) if large else rng.randint(mix.small_min, mix.small_max)
         yield key, _json_lines(rng, index, size)

@@ -41,7 +41,7 @@ def test_provisioning_creates_what_the_handler_and_esm_need(clients: Clients, en
     s3, sqs, dynamodb = clients.s3, clients.sqs, clients.dynamodb
     assert s3.get_bucket_versioning(Bucket=names.archive)["Status"] == "Enabled"
     assert s3.get_bucket_versioning(Bucket=names.distribution)["Status"] == "Enabled"
-    assert "Status" not in s3.get_bucket_versioning(Bucket=names.landing)
+    assert s3.get_bucket_versioning(Bucket=names.landing)["Status"] == "Enabled"
     attributes = sqs.get_queue_attributes(QueueUrl=environment.queue_url, AttributeNames=["All"])["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == environment.dlq_arn
