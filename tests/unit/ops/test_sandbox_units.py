@@ -204,13 +204,7 @@ def test_clean_reconciliation_and_report() -> None:
     assert report.problems == ["DLQ holds 3 message(s), expected the 2 poison message(s)"]
     slow = reconcile([upload("a", at=0.0)], [bundle(150.0, ("landing", "a", 1, "a" * 64))], "landing")
     late = DemoReport(options=DemoOptions(), reconciliation=slow)
-    assert (
-        late.problems
-        == [
-            "latency p95 is 150.0 s, above the 120 s target",
-            "latency p99.9 is 150.0 s, above the 180 s target",
-        ][:1]
-    )
+    assert late.problems == ["latency p95 is 150.0 s, above the 120 s target"]  # p99.9 (180 s) is met
     assert "RESULT: FAIL" in report.render()
 
 
