@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 DEFAULT_REGION = "us-east-1"
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# The emulator accepts any credentials; these only keep boto3 from searching for real ones.
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # nosec B105
 
 
 class EmulatorUnavailableError(RuntimeError):

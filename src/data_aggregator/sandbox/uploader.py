@@ -79,7 +79,7 @@ def _odd_key(index: int) -> str:
 
 def generate(seed: int, mix: SizeMix) -> Iterator[tuple[str, bytes]]:
     """An endless, reproducible stream of (key, body)."""
-    rng = random.Random(seed)  # noqa: S311 - reproducible test content, not a secret
+    rng = random.Random(seed)  # noqa: S311  # nosec B311 - reproducible test content, not a secret
     index = 0
     while True:
         index += 1
