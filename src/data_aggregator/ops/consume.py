@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".consumer"
+_BUNDLE_PATH = re.compile(r"(?:^|/)(\d{4}/\d{2}/\d{2}/\d{2}/[^/]+)\.tar\.gz$")
 MAX_METADATA_VALUE = 1024
 
 
@@ -165,9 +167,10 @@ class Consumer:
             (self._state / name).mkdir(parents=True, exist_ok=True)
 
     def bundle_directory(self, key: str) -> Path:
-        """Where a bundle's files land: the key's path below the prefix, without ``.tar.gz``."""
-        relative = key.removeprefix(self.prefix).removesuffix(BUNDLE_SUFFIX)
-        if unsafe_member_reason(relative) is not None or relative.split("/", 1)[0] == STATE_DIR:
+        """Where a bundle's files land: ``YYYY/MM/DD/HH/<bundle_id>`` from its key, whatever the prefix."""
+        match = _BUNDLE_PATH.search(key)
+        relative = match.group(1) if match else ""
+        if not relative or unsafe_member_reason(relative) is not None:
             relative = f"unusual-keys/{_token(key)}"
         return self.target.joinpath(*relative.split("/"))
 

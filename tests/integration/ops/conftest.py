@@ -17,8 +17,15 @@ def emulator() -> Iterator[Emulator]:
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def clients(emulator: Emulator) -> Clients:
+    """Shared clients (building them is the slow part); tests that add botocore hooks use ``private_clients``."""
+    return emulator.clients()
+
+
+@pytest.fixture
+def private_clients(emulator: Emulator) -> Clients:
+    """Clients of this test alone, for botocore event hooks that must not leak into other tests."""
     return emulator.clients()
 
 

@@ -130,37 +130,37 @@ class FailingDeletes:
 
 
 def test_restart_after_failure_before_delete_reprocesses_without_duplicates(
-    clients: Clients, buckets: Buckets, tmp_path: Path
+    private_clients: Clients, buckets: Buckets, tmp_path: Path
 ) -> None:
     files = sample_files(3)
     key = bundle_key("b-restart")
-    put_bundle(clients.s3, buckets.distribution, key, build_bundle(files, "b-restart"))
-    FailingDeletes(clients, times=1)
+    put_bundle(private_clients.s3, buckets.distribution, key, build_bundle(files, "b-restart"))
+    FailingDeletes(private_clients, times=1)
 
-    crashed = Consumer(clients.s3, buckets.distribution, tmp_path, durable=False).poll_once()
+    crashed = Consumer(private_clients.s3, buckets.distribution, tmp_path, durable=False).poll_once()
     assert crashed.consumed == []
     assert "simulated" in crashed.errors[0]
-    assert keys_in(clients, buckets.distribution) == [key]  # at-least-once: still there
+    assert keys_in(private_clients, buckets.distribution) == [key]  # at-least-once: still there
     extracted = tmp_path / "2026/11/22/14/b-restart"
     assert tree(extracted) == {f.key for f in files} | {"manifest.json"}
     (extracted / "stale-from-an-older-attempt").write_text("x")
     (tmp_path / STATE_DIR / "staging" / "half-done").mkdir()
     (tmp_path / STATE_DIR / "incoming" / "x.tar.gz.part").write_bytes(b"partial")
 
-    restarted = Consumer(clients.s3, buckets.distribution, tmp_path, durable=False)
+    restarted = Consumer(private_clients.s3, buckets.distribution, tmp_path, durable=False)
     assert tree(tmp_path / STATE_DIR) == set()  # leftovers of the crash are discarded on start
     result = restarted.poll_once()
 
     assert [b.key for b in result.consumed] == [key]
     assert tree(extracted) == {f.key for f in files} | {"manifest.json"}  # replaced, not merged
-    assert keys_in(clients, buckets.distribution) == []
+    assert keys_in(private_clients, buckets.distribution) == []
 
 
 def test_transient_download_error_is_retried_on_the_next_poll(
-    clients: Clients, buckets: Buckets, tmp_path: Path
+    private_clients: Clients, buckets: Buckets, tmp_path: Path
 ) -> None:
     key = bundle_key("b-flaky")
-    put_bundle(clients.s3, buckets.distribution, key, build_bundle(sample_files(), "b-flaky"))
+    put_bundle(private_clients.s3, buckets.distribution, key, build_bundle(sample_files(), "b-flaky"))
     failures = [1]
 
     def fail_once(**_: Any) -> None:
@@ -168,8 +168,8 @@ def test_transient_download_error_is_retried_on_the_next_poll(
             failures.pop()
             raise ClientError({"Error": {"Code": "SlowDown", "Message": "simulated"}}, "GetObject")
 
-    clients.s3.meta.events.register("before-call.s3.GetObject", fail_once)
-    consumer = Consumer(clients.s3, buckets.distribution, tmp_path, durable=False)
+    private_clients.s3.meta.events.register("before-call.s3.GetObject", fail_once)
+    consumer = Consumer(private_clients.s3, buckets.distribution, tmp_path, durable=False)
     assert consumer.poll_once().errors
     assert [b.key for b in consumer.poll_once().consumed] == [key]
 
@@ -228,7 +228,8 @@ def test_run_stops_after_max_bundles(clients: Clients, buckets: Buckets, tmp_pat
 def test_unusual_keys_get_a_safe_directory(clients: Clients, buckets: Buckets, tmp_path: Path) -> None:
     consumer = Consumer(clients.s3, buckets.distribution, tmp_path, durable=False)
     assert consumer.bundle_directory("bundles/2026/11/22/14/x.tar.gz") == tmp_path / "2026/11/22/14/x"
-    for odd in ("bundles/../../x.tar.gz", "bundles//x.tar.gz", f"bundles/{STATE_DIR}/x.tar.gz"):
+    assert consumer.bundle_directory("other/2026/11/22/14/x.tar.gz") == tmp_path / "2026/11/22/14/x"
+    for odd in ("bundles/../../x.tar.gz", "bundles//x.tar.gz", f"bundles/{STATE_DIR}/x.tar.gz", "2026/1/2/3/x.tar.gz"):
         assert consumer.bundle_directory(odd).parent == tmp_path / "unusual-keys"
 
 
@@ -274,3 +275,4 @@ def test_cli_consume_once(
     )
     assert code == 0
     assert len(keys_in(clients, store)) == 2
+    assert (tmp_path / "2026/11/22/14/b-cli-fwd/manifest.json").is_file()

@@ -80,10 +80,10 @@ def test_standard_bundles_are_copied_verified_and_not_duplicated(clients: Client
     assert distribution_versions(clients, buckets, key1) == 1
 
 
-def test_deep_archive_restore_then_copy_over_three_runs(clients: Clients, buckets: Buckets) -> None:
-    key, data = archived(clients, buckets, "b-deep", "DEEP_ARCHIVE")
-    simulator = RestoreSimulator(clients, buckets.archive, pending_looks=1)
-    replayer = Replayer(clients.s3, buckets.archive, buckets.distribution, tier="Standard", restore_days=3)
+def test_deep_archive_restore_then_copy_over_three_runs(private_clients: Clients, buckets: Buckets) -> None:
+    key, data = archived(private_clients, buckets, "b-deep", "DEEP_ARCHIVE")
+    simulator = RestoreSimulator(private_clients, buckets.archive, pending_looks=1)
+    replayer = Replayer(private_clients.s3, buckets.archive, buckets.distribution, tier="Standard", restore_days=3)
 
     first = replayer.run([key])
     assert first.outcomes[key].action is Action.RESTORE_REQUESTED
@@ -98,15 +98,15 @@ def test_deep_archive_restore_then_copy_over_three_runs(clients: Clients, bucket
     third = replayer.run([key])
     assert third.outcomes[key].action is Action.COPIED
     assert third.exit_code() == 0
-    assert clients.s3.get_object(Bucket=buckets.distribution, Key=key)["Body"].read() == data
+    assert private_clients.s3.get_object(Bucket=buckets.distribution, Key=key)["Body"].read() == data
     assert list(simulator.requested) == [key]  # requested once, never again
 
 
-def test_wait_polls_until_the_restore_finishes(clients: Clients, buckets: Buckets) -> None:
-    key, _ = archived(clients, buckets, "b-wait", "GLACIER")
-    RestoreSimulator(clients, buckets.archive, pending_looks=2)
+def test_wait_polls_until_the_restore_finishes(private_clients: Clients, buckets: Buckets) -> None:
+    key, _ = archived(private_clients, buckets, "b-wait", "GLACIER")
+    RestoreSimulator(private_clients, buckets.archive, pending_looks=2)
     naps: list[float] = []
-    report = Replayer(clients.s3, buckets.archive, buckets.distribution).run(
+    report = Replayer(private_clients.s3, buckets.archive, buckets.distribution).run(
         [key], wait=True, poll_interval=60, sleep=naps.append
     )
     assert report.outcomes[key].action is Action.COPIED
@@ -114,15 +114,15 @@ def test_wait_polls_until_the_restore_finishes(clients: Clients, buckets: Bucket
     assert naps == [60, 60, 60]
 
 
-def test_wait_timeout_leaves_restores_pending(clients: Clients, buckets: Buckets) -> None:
-    key, _ = archived(clients, buckets, "b-slow", "DEEP_ARCHIVE")
-    RestoreSimulator(clients, buckets.archive, pending_looks=100)
+def test_wait_timeout_leaves_restores_pending(private_clients: Clients, buckets: Buckets) -> None:
+    key, _ = archived(private_clients, buckets, "b-slow", "DEEP_ARCHIVE")
+    RestoreSimulator(private_clients, buckets.archive, pending_looks=100)
     now = [0.0]
 
     def nap(seconds: float) -> None:
         now[0] += seconds
 
-    report = Replayer(clients.s3, buckets.archive, buckets.distribution).run(
+    report = Replayer(private_clients.s3, buckets.archive, buckets.distribution).run(
         [key], wait=True, poll_interval=60, wait_timeout=200, sleep=nap, clock=lambda: now[0]
     )
     assert report.outcomes[key].action is Action.RESTORE_IN_PROGRESS

@@ -20,13 +20,18 @@ from data_aggregator.sandbox.provision import (
 from tests.integration.ops.conftest import unique
 
 
-@pytest.fixture
-def environment(clients: Clients) -> Environment:
+def make_environment(clients: Clients, visibility_timeout: int) -> Environment:
     return provision(
         clients,
         ResourceNames.for_environment(unique("t")),
-        QueueSettings(visibility_timeout=1, max_receive_count=2),
+        QueueSettings(visibility_timeout=visibility_timeout, max_receive_count=2),
     )
+
+
+@pytest.fixture
+def environment(clients: Clients) -> Environment:
+    """Visibility well above any batching window here, so no message comes back mid-test."""
+    return make_environment(clients, visibility_timeout=30)
 
 
 def drain_test_event(clients: Clients, environment: Environment) -> None:
@@ -46,7 +51,7 @@ def test_provisioning_creates_what_the_handler_and_esm_need(clients: Clients, en
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == environment.dlq_arn
     assert int(redrive["maxReceiveCount"]) == 2
-    assert attributes["VisibilityTimeout"] == "1"
+    assert attributes["VisibilityTimeout"] == "30"
     assert attributes["MessageRetentionPeriod"] == str(4 * 24 * 3600)
     table = dynamodb.describe_table(TableName=names.table)["Table"]
     assert table["KeySchema"] == [{"AttributeName": "ObjectID", "KeyType": "HASH"}]
@@ -68,7 +73,7 @@ def test_provisioning_creates_what_the_handler_and_esm_need(clients: Clients, en
     assert bodies[0]["Event"] == "s3:TestEvent"
     assert bodies[1]["Records"][0]["s3"]["object"]["key"] in ("a+b/c.json", "a+b%2Fc.json")
 
-    again = provision(clients, names, QueueSettings(visibility_timeout=1, max_receive_count=2))
+    again = provision(clients, names, QueueSettings(visibility_timeout=30, max_receive_count=2))
     assert again.queue_url == environment.queue_url
 
 
@@ -116,7 +121,8 @@ def test_batches_fill_to_the_batch_size_and_acknowledged_messages_are_deleted(
     assert esm.stats.acknowledged == 25
 
 
-def test_failed_messages_return_and_are_redriven_to_the_dlq(clients: Clients, environment: Environment) -> None:
+def test_failed_messages_return_and_are_redriven_to_the_dlq(clients: Clients) -> None:
+    environment = make_environment(clients, visibility_timeout=1)
     drain_test_event(clients, environment)
     send(clients, environment, ["poison", "fine-1", "fine-2"])
     receive_counts: list[str] = []
