@@ -212,6 +212,9 @@ def _run_replay(args: argparse.Namespace) -> int:
     def progress(index: int, total: int, outcome: Outcome) -> None:
         print(f"[{index}/{total}] {outcome.action.value} {outcome.key}", file=sys.stderr, flush=True)
 
+    if not keys:
+        print(f"{PROG} replay: no bundle in {args.archive_bucket} matches the selection", file=sys.stderr)
+        return EXIT_FAILED
     print(f"{len(keys)} bundle(s) selected", file=sys.stderr)
     report = replayer.run(
         keys,
@@ -259,6 +262,8 @@ def _run_verify(args: argparse.Namespace) -> int:
                 location = parse_s3_uri(target)
                 s3 = s3 or _s3_client(args)
                 reports.append(verify_s3_bundle(s3, location.bucket, location.key, args.version_id))
+            elif args.version_id:
+                raise UsageError("--version-id applies to an S3 target only")
             else:
                 reports.append(verify_local_bundle(Path(target), args.sha256))
         except ValueError as exc:

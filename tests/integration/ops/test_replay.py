@@ -234,6 +234,9 @@ def test_cli_replay(aws_env: Emulator, clients: Clients, buckets: Buckets, capsy
     assert "already-present" in out.out
     assert "copied" in out.out
 
+    assert main([*common, "--prefix", "bundles/1999/"]) == 1
+    assert "no bundle in" in capsys.readouterr().err
+
     assert main(common) == 2
     assert "select bundles with --key, --prefix, or --since/--until" in capsys.readouterr().err
     assert main([*common, "--since", "last week"]) == 2

@@ -45,6 +45,7 @@ def test_status_line_prints_periodically_when_piped() -> None:
         (["verify", "a.tar.gz", "b.tar.gz", "--sha256", "0" * 64], "apply to a single target"),
         (["verify", "s3://bucket-only"], "S3 URI has no object key"),
         (["verify", "x.tar.gz", "--sha256", "nothex"], "64 lowercase hex digits"),
+        (["verify", "x.tar.gz", "--version-id", "v1"], "--version-id applies to an S3 target only"),
         (["replay", "--prefix", "bundles/"], "give --archive-bucket and --distribution-bucket"),
         (["consume", "--target", "out"], "give --bucket"),
     ],
