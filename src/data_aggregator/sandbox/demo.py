@@ -157,6 +157,7 @@ class DemoReport:
     dlq_depth: int = 0
     dlq_unexpected: list[str] = field(default_factory=list)
     invocations: int = 0
+    invocation_seconds: list[float] = field(default_factory=list)
     failed_messages: int = 0
     invocation_errors: int = 0
     poison_sent: int = 0
@@ -220,7 +221,8 @@ class DemoReport:
             f"files altered   {len(r.altered)}",
             f"bundles         {self.bundles} written and consumed, {self.bytes_bundled:,} bytes",
             f"invocations     {self.invocations} ({self.failed_messages} message failures reported, "
-            f"{self.invocation_errors} failed invocations)",
+            f"{self.invocation_errors} failed invocations; duration p50 "
+            f"{percentile(self.invocation_seconds, 0.5):.1f} s, max {max(self.invocation_seconds, default=0.0):.1f} s)",
             f"DLQ depth       {self.dlq_depth} (expected {self.poison_sent}: injected poison messages)",
             "latency         landing -> Distribution: "
             f"p50 {percentile(lat, 0.50):.1f} s, p95 {percentile(lat, 0.95):.1f} s, "
@@ -369,7 +371,12 @@ class _Run:
 
     def consumer_loop(self, consumer: Consumer) -> None:
         while not self.stop_consumer.is_set():
-            result = consumer.poll_once()
+            try:
+                result = consumer.poll_once()
+            except Exception:  # a consumer bug must show up as undelivered files, not a silent stop
+                log.exception("consumer poll failed")
+                self.stop_consumer.wait(1.0)
+                continue
             with self.lock:
                 self.rejected.extend(f"{item.key}: {'; '.join(item.problems)}" for item in result.rejected)
             self.stop_consumer.wait(self.options.consumer_interval_seconds)
@@ -581,6 +588,7 @@ def _drive(
         dlq_depth=dlq_depth,
         dlq_unexpected=dlq_unexpected,
         invocations=esm.stats.invocations,
+        invocation_seconds=list(esm.stats.durations),
         failed_messages=esm.stats.failed,
         invocation_errors=esm.stats.errors,
         poison_sent=poison,

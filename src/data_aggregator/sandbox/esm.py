@@ -82,6 +82,7 @@ class MappingStats:
     acknowledged: int = 0
     failed: int = 0
     errors: int = 0
+    durations: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, invocation: Invocation) -> None:
@@ -92,6 +93,7 @@ class MappingStats:
             self.acknowledged += invocation.acknowledged
             self.failed += len(invocation.failed_ids)
             self.errors += invocation.error is not None
+            self.durations.append(invocation.duration_seconds)
 
 
 def lambda_record(message: MessageTypeDef, queue_arn: str, region: str) -> dict[str, Any]:
