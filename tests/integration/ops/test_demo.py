@@ -50,6 +50,7 @@ def test_demo_passes_with_a_correct_handler(emulator: Emulator, tmp_path: Path) 
     assert report.bundles >= 1
     assert report.distribution_left == 0
     assert len(report.reconciliation.latencies) == 40
+    assert len(report.invocation_seconds) == report.invocations > 0
     assert "RESULT: PASS" in report.render()
     assert "uploaded 40/40" in status.getvalue()
 
