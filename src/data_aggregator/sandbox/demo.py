@@ -87,6 +87,17 @@ class DemoOptions:
             raise ValueError("poison and duplicates must be >= 0")
         if self.pollers < 1:
             raise ValueError("need at least one poller")
+        self.mapping_settings()  # fail before the emulator starts, not half-way through a run
+        QueueSettings(visibility_timeout=self.visibility_timeout, max_receive_count=self.max_receive_count)
+
+    def mapping_settings(self, region: str = "us-east-1") -> MappingSettings:
+        """The emulated event source mapping and function configuration for this run."""
+        return MappingSettings(
+            batch_size=self.batch_size,
+            batching_window_seconds=self.window_seconds,
+            function_timeout_seconds=self.function_timeout_seconds,
+            region=region,
+        )
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -526,12 +537,7 @@ def _drive(
         environment.queue_url,
         environment.queue_arn,
         handler,
-        MappingSettings(
-            batch_size=options.batch_size,
-            batching_window_seconds=options.window_seconds,
-            function_timeout_seconds=options.function_timeout_seconds,
-            region=environment.region,
-        ),
+        options.mapping_settings(environment.region),
     )
     uploader = SyntheticUploader(
         clients.s3,
