@@ -90,15 +90,15 @@ def _demo_parser(sub: Subparsers) -> None:
     p.add_argument("--duration", type=_positive_float, help="seconds to keep uploading")
     p.add_argument("--batch-size", type=int, default=100, help="ESM batch size (default 100)")
     p.add_argument("--window", type=float, default=5.0, help="ESM batching window in seconds (default 5)")
-    p.add_argument("--function-timeout", type=float, default=10.0, help="emulated Lambda timeout (default 10 s)")
+    p.add_argument("--function-timeout", type=float, default=15.0, help="emulated Lambda timeout (default 15 s)")
     p.add_argument(
         "--claim-lease",
         type=int,
-        default=40,
-        help="CLAIM_LEASE_SECONDS (default 40; the handler extends a lease shorter than timeout + 30 s)",
+        default=45,
+        help="CLAIM_LEASE_SECONDS (default 45; the handler extends a lease shorter than timeout + 30 s)",
     )
     p.add_argument(
-        "--visibility-timeout", type=int, default=45, help="queue visibility timeout, above the lease (default 45 s)"
+        "--visibility-timeout", type=int, default=50, help="queue visibility timeout, above the lease (default 50 s)"
     )
     p.add_argument("--max-receive-count", type=int, default=2, help="receives before redrive to the DLQ (default 2)")
     p.add_argument("--pollers", type=int, default=1, help="concurrent ESM pollers (default 1)")

@@ -61,9 +61,9 @@ class DemoOptions:
     duration: float | None = None
     batch_size: int = 100
     window_seconds: float = 5.0
-    function_timeout_seconds: float = 10.0
-    claim_lease_seconds: int = 40
-    visibility_timeout: int = 45
+    function_timeout_seconds: float = 15.0
+    claim_lease_seconds: int = 45
+    visibility_timeout: int = 50
     max_receive_count: int = 2
     pollers: int = 1
     poison: int = 2
