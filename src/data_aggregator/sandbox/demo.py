@@ -10,31 +10,39 @@ notifications for already-bundled files must not produce duplicate files.
 
 from __future__ import annotations
 
-import importlib
-import io
-import json
 import logging
-import math
-import os
 import shutil
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, redirect_stdout
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import quote_plus
+from typing import TextIO
 
-from data_aggregator.models import utc_timestamp
-from data_aggregator.ops.consume import ConsumedBundle, Consumer
-from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA
+from data_aggregator.ops.consume import Consumer
+from data_aggregator.sandbox.checks import (
+    Reconciliation,
+    archive_problems,
+    bucket_keys,
+    percentile,
+    queue_bodies,
+    reconcile,
+)
 from data_aggregator.sandbox.emulator import Clients, Emulator
 from data_aggregator.sandbox.esm import EventSourceMapping, Handler, MappingSettings
+from data_aggregator.sandbox.harness import (
+    SERVICE_NAME,
+    ConsumerLoop,
+    handler_loggers_routed,
+    handler_output_to,
+    load_handler,
+    patched_environ,
+)
+from data_aggregator.sandbox.harness import s3_event_body as duplicate_event
 from data_aggregator.sandbox.progress import StatusLine
 from data_aggregator.sandbox.provision import (
     Environment,
@@ -47,7 +55,6 @@ from data_aggregator.sandbox.uploader import REGULAR_KEY_PREFIX, SizeMix, Synthe
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "data-aggregator"
 LATENCY_TARGETS = ((0.95, 120.0), (0.999, 180.0))  # SPEC N1: landing -> Distribution
 POISON_BODIES = ("this body is not JSON", '{"Records": "not a list"}', "[1, 2, 3]", '{"unexpected": "shape"}')
 
@@ -98,56 +105,6 @@ class DemoOptions:
             function_timeout_seconds=self.function_timeout_seconds,
             region=region,
         )
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (0 for no values): the smallest value covering ``fraction`` of them."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, math.ceil(round(fraction * len(ordered), 9)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-@dataclass(slots=True)
-class Reconciliation:
-    """Uploads matched against the files found in verified bundles."""
-
-    uploaded: int = 0
-    bundled: int = 0
-    missing: list[str] = field(default_factory=list)
-    duplicated: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    altered: list[str] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """No file lost, doubled, invented or changed."""
-        return not (self.missing or self.duplicated or self.unexpected or self.altered)
-
-
-def reconcile(uploaded: Sequence[UploadedFile], bundles: Sequence[ConsumedBundle], landing: str) -> Reconciliation:
-    """Match every uploaded file to the bundle entries that hold it (by bucket, key and SHA-256)."""
-    result = Reconciliation(uploaded=len(uploaded))
-    by_key = {upload.key: upload for upload in uploaded}
-    seen: Counter[str] = Counter()
-    for bundle in bundles:
-        for entry in bundle.files:
-            upload = by_key.get(entry.key) if entry.bucket == landing else None
-            if upload is None:
-                result.unexpected.append(f"{entry.bucket}/{entry.key}")
-                continue
-            if entry.sha256 != upload.sha256 or entry.size != upload.size:
-                result.altered.append(entry.key)
-                continue
-            seen[entry.key] += 1
-            if seen[entry.key] == 1:
-                result.latencies.append(max(0.0, bundle.first_seen - upload.uploaded_at))
-    result.bundled = len(seen)
-    result.missing = sorted(key for key in by_key if key not in seen)
-    result.duplicated = sorted(key for key, times in seen.items() if times > 1)
-    return result
 
 
 @dataclass(slots=True)
@@ -257,63 +214,6 @@ class DemoReport:
         return "\n".join(lines)
 
 
-class _StdoutRouter(io.TextIOBase):
-    """Sends the handler's stdout (Powertools logs and EMF metrics) to a file during a run.
-
-    Powertools' Logger keeps the stream it found at import time, so the router stays valid after the
-    run and then forwards to whatever ``sys.stdout`` is.
-    """
-
-    def __init__(self) -> None:
-        self.target: TextIO | None = None
-
-    def write(self, text: str, /) -> int:
-        target = self.target or sys.stdout
-        if target is self:
-            target = sys.__stdout__ or sys.stderr
-        return target.write(text)
-
-    def flush(self) -> None:
-        if self.target is not None:
-            self.target.flush()
-
-
-_ROUTER = _StdoutRouter()
-
-
-@contextmanager
-def _handler_logs_to_router(service: str) -> Iterator[None]:
-    """Point the function's log handlers at the router for the run, whenever they were created.
-
-    A handler module imported earlier (by another caller in the same process) holds the stream it
-    found then; without this, its logs would bypass the log file and scribble over the progress line.
-    """
-    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
-    for name in (service, "data_aggregator"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream not in (_ROUTER, sys.stderr):
-                swapped.append((handler, handler.setStream(_ROUTER)))
-    try:
-        yield
-    finally:
-        for handler, previous in swapped:
-            handler.setStream(previous)
-
-
-@contextmanager
-def _patched_environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def handler_settings(environment: Environment, options: DemoOptions, emulator: Emulator) -> dict[str, str]:
     """The function's environment as Terraform would set it, pointed at the emulator."""
     return {
@@ -329,82 +229,28 @@ def handler_settings(environment: Environment, options: DemoOptions, emulator: E
     }
 
 
-def load_handler() -> Handler:
-    """Import the real Lambda handler (after the environment points at the emulator)."""
-    module = importlib.import_module("data_aggregator.app")  # only now: it reads the environment
-    handler: Handler = module.handler
-    return handler
-
-
-def duplicate_event(upload: UploadedFile, landing: str, region: str, when: datetime) -> str:
-    """An S3 notification for an object that was already announced, shaped like AWS sends it."""
-    return json.dumps(
-        {
-            "Records": [
-                {
-                    "eventVersion": "2.1",
-                    "eventSource": "aws:s3",
-                    "awsRegion": region,
-                    "eventTime": utc_timestamp(when),
-                    "eventName": "ObjectCreated:Put",
-                    "s3": {
-                        "s3SchemaVersion": "1.0",
-                        "configurationId": "demo-duplicate",
-                        "bucket": {"name": landing, "arn": f"arn:aws:s3:::{landing}"},
-                        "object": {
-                            "key": quote_plus(upload.key, safe="/"),
-                            "size": upload.size,
-                            "eTag": upload.etag,
-                        },
-                    },
-                }
-            ]
-        }
-    )
-
-
 class _Run:
     """One demo run's moving parts, so that the steps below stay small."""
 
-    def __init__(self, options: DemoOptions, clients: Clients, environment: Environment, workdir: Path) -> None:
+    def __init__(
+        self, options: DemoOptions, clients: Clients, environment: Environment, consumer: ConsumerLoop
+    ) -> None:
         self.options = options
         self.clients = clients
         self.environment = environment
-        self.workdir = workdir
-        self.consumed: list[ConsumedBundle] = []
-        self.rejected: list[str] = []
-        self.lock = threading.Lock()
-        self.stop_consumer = threading.Event()
-
-    def on_consumed(self, bundle: ConsumedBundle) -> None:
-        with self.lock:
-            self.consumed.append(bundle)
-
-    def consumer_loop(self, consumer: Consumer) -> None:
-        while not self.stop_consumer.is_set():
-            try:
-                result = consumer.poll_once()
-            except Exception:  # a consumer bug must show up as undelivered files, not a silent stop
-                log.exception("consumer poll failed")
-                self.stop_consumer.wait(1.0)
-                continue
-            with self.lock:
-                self.rejected.extend(f"{item.key}: {'; '.join(item.problems)}" for item in result.rejected)
-            self.stop_consumer.wait(self.options.consumer_interval_seconds)
+        self.consumer = consumer
 
     def bundled_keys(self) -> set[str]:
-        with self.lock:
-            return {entry.key for bundle in self.consumed for entry in bundle.files}
+        return {entry.key for bundle in self.consumer.snapshot() for entry in bundle.files}
 
     def status(self, started: float, uploader: SyntheticUploader, esm: EventSourceMapping, planned: str) -> str:
         visible, in_flight = queue_depth(self.clients, self.environment.queue_url)
         dlq, _ = queue_depth(self.clients, self.environment.dlq_url)
-        with self.lock:
-            bundles = len(self.consumed)
-            files = sum(len(bundle.files) for bundle in self.consumed)
+        consumed = self.consumer.snapshot()
+        files = sum(len(bundle.files) for bundle in consumed)
         return (
             f"[{time.monotonic() - started:6.1f}s] uploaded {len(uploader.uploaded)}/{planned}  "
-            f"bundled {files}  bundles {bundles}  queue {visible}+{in_flight} in flight  "
+            f"bundled {files}  bundles {len(consumed)}  queue {visible}+{in_flight} in flight  "
             f"invocations {esm.stats.invocations}  DLQ {dlq}"
         )
 
@@ -435,32 +281,11 @@ class _Run:
     def dead_letters(self) -> tuple[int, list[str]]:
         """DLQ depth and the bodies in it that are not the injected poison."""
         depth, _ = queue_depth(self.clients, self.environment.dlq_url)
-        unexpected: list[str] = []
-        response = self.clients.sqs.receive_message(
-            QueueUrl=self.environment.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=1
-        )
-        unexpected.extend(
-            message["Body"] for message in response.get("Messages", []) if message["Body"] not in POISON_BODIES
-        )
-        return depth, unexpected
-
-    def archive_problems(self) -> list[str]:
-        """Each consumed bundle must exist in Archive under the same key with the same digest (R5)."""
-        problems: list[str] = []
-        for bundle in self.consumed:
-            try:
-                head = self.clients.s3.head_object(Bucket=self.environment.names.archive, Key=bundle.key)
-            except Exception as exc:  # reported as a failed check
-                problems.append(f"archive copy of {bundle.key} unreadable: {exc}")
-                continue
-            digest = head.get("Metadata", {}).get(CONTENT_SHA256_METADATA)
-            if digest != bundle.sha256:
-                problems.append(f"archive copy of {bundle.key} has content-sha256 {digest}, not {bundle.sha256}")
-        return problems
+        bodies = queue_bodies(self.clients.sqs, self.environment.dlq_url, hold_seconds=1)
+        return depth, [body for body in bodies if body not in POISON_BODIES]
 
     def distribution_left(self) -> int:
-        response = self.clients.s3.list_objects_v2(Bucket=self.environment.names.distribution)
-        return int(response.get("KeyCount", 0))
+        return len(bucket_keys(self.clients.s3, self.environment.names.distribution))
 
 
 HandlerFactory = Callable[[Clients, Environment], Handler]
@@ -492,12 +317,10 @@ def run_demo(
             QueueSettings(visibility_timeout=options.visibility_timeout, max_receive_count=options.max_receive_count),
             region=emulator.region,
         )
-        stack.enter_context(_patched_environ(handler_settings(environment, options, emulator)))
-        stack.callback(setattr, _ROUTER, "target", None)
-        _ROUTER.target = handler_log
-        stack.enter_context(redirect_stdout(_ROUTER))
+        stack.enter_context(patched_environ(handler_settings(environment, options, emulator)))
+        stack.enter_context(handler_output_to(handler_log))
         handler = make_handler(clients, environment) if make_handler else load_handler()
-        stack.enter_context(_handler_logs_to_router(os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_NAME)))
+        stack.enter_context(handler_loggers_routed())
         report = _drive(
             options=options,
             clients=clients,
@@ -524,14 +347,11 @@ def _drive(
     status_stream: TextIO,
     started: float,
 ) -> DemoReport:
-    run = _Run(options, clients, environment, workdir)
-    consumer = Consumer(
-        clients.s3,
-        environment.names.distribution,
-        workdir / "extracted",
-        durable=False,
-        on_consumed=run.on_consumed,
+    consumer = ConsumerLoop(
+        Consumer(clients.s3, environment.names.distribution, workdir / "extracted", durable=False),
+        interval_seconds=options.consumer_interval_seconds,
     )
+    run = _Run(options, clients, environment, consumer)
     esm = EventSourceMapping(
         clients.sqs,
         environment.queue_url,
@@ -550,10 +370,9 @@ def _drive(
     )
     planned = str(uploader.planned) if uploader.planned is not None else "?"
     line = StatusLine(status_stream)
-    consumer_thread = threading.Thread(target=run.consumer_loop, args=(consumer,), name="consumer", daemon=True)
     upload_thread = threading.Thread(target=uploader.run, name="uploader-schedule", daemon=True)
 
-    consumer_thread.start()
+    consumer.start()
     esm.start(options.pollers)
     poison = run.send_poison()
     upload_thread.start()
@@ -572,23 +391,21 @@ def _drive(
             break
         time.sleep(0.2)
     esm.stop()
-    run.stop_consumer.set()
-    consumer_thread.join()
-    final = consumer.poll_once()
-    run.rejected.extend(f"{item.key}: {'; '.join(item.problems)}" for item in final.rejected)
+    consumer.stop()
     line.done(run.status(started, uploader, esm, planned))
 
     dlq_depth, dlq_unexpected = run.dead_letters()
+    consumed = consumer.snapshot()
     return DemoReport(
         options=options,
-        reconciliation=reconcile(uploads, run.consumed, environment.names.landing),
-        bundles=len(run.consumed),
-        bytes_bundled=sum(bundle.size for bundle in run.consumed),
+        reconciliation=reconcile(uploads, consumed, environment.names.landing),
+        bundles=len(consumed),
+        bytes_bundled=sum(bundle.size for bundle in consumed),
         bytes_uploaded=sum(upload.size for upload in uploads),
         large_files=sum(upload.size >= options.mix.large_min for upload in uploads),
         odd_keys=sum(not upload.key.startswith(REGULAR_KEY_PREFIX) for upload in uploads),
-        archive_problems=run.archive_problems(),
-        rejected=list(run.rejected),
+        archive_problems=archive_problems(clients.s3, environment.names.archive, consumed, hash_bytes=False),
+        rejected=list(consumer.rejected),
         upload_failures=list(uploader.failures),
         distribution_left=run.distribution_left(),
         dlq_depth=dlq_depth,

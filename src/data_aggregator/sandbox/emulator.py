@@ -8,12 +8,19 @@ a custom variable; the same code then runs unchanged against real AWS.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess  # nosec B404 - starts our own emulator module with this interpreter
+import sys
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 
 import boto3
 from botocore.config import Config
+
+from data_aggregator.sandbox.server import PORT_LINE_PREFIX
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -113,3 +120,77 @@ class Emulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@dataclass
+class EmulatorProcess(Emulator):
+    """The same emulator in a child process (see ``sandbox.server``), with DynamoDB requests serialised.
+
+    Use it when the process under test is measured (memory) or runs concurrent invocations: the
+    in-process server shares the interpreter with the handler and lets moto's DynamoDB race.
+    ``log_path`` receives the child's stderr.
+    """
+
+    log_path: Path | None = None
+    startup_timeout_seconds: float = 60.0
+    _process: subprocess.Popen[str] | None = field(default=None, repr=False)
+    _log: IO[str] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> Self:
+        """Start the child and wait until it reports its port."""
+        try:
+            import moto  # noqa: F401, PLC0415 - only to fail early with the friendly message
+        except ImportError as exc:
+            raise EmulatorUnavailableError(
+                "the embedded AWS emulator needs the optional 'demo' dependencies: "
+                "install with `uv sync --extra demo` or `pip install 'data-aggregator[demo]'`"
+            ) from exc
+        self._log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
+        self._process = subprocess.Popen(  # nosec B603 - fixed argv: this interpreter and our module
+            [sys.executable, "-m", "data_aggregator.sandbox.server", "--host", "127.0.0.1", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=self._log if self._log is not None else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        port = self._read_port(self._process)
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        return self
+
+    def _read_port(self, process: subprocess.Popen[str]) -> int:
+        found: list[str] = []
+
+        def read() -> None:
+            if process.stdout is not None:
+                found.append(process.stdout.readline())
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(self.startup_timeout_seconds)
+        line = found[0].strip() if found else ""
+        if not line.startswith(PORT_LINE_PREFIX):
+            self.stop()
+            raise RuntimeError(f"the emulator process did not start (said {line!r}); see its log {self.log_path}")
+        return int(line.removeprefix(PORT_LINE_PREFIX))
+
+    def stop(self) -> None:
+        """Terminate the child (idempotent)."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None

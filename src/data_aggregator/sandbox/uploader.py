@@ -57,8 +57,8 @@ class UploadedFile:
     uploaded_at: float
 
 
-def _odd_key(index: int) -> str:
-    """Keys that break naive consumers, made unique by the index."""
+def awkward_key(index: int) -> str:
+    """Keys that break naive consumers, made unique by the index; nine variants in turn."""
     variants = [
         f"odd/with space/file {index}.json",
         f"odd/plus+sign/a+b+{index}.json",
@@ -84,15 +84,16 @@ def generate(seed: int, mix: SizeMix) -> Iterator[tuple[str, bytes]]:
     while True:
         index += 1
         if mix.odd_every and index % mix.odd_every == 0:
-            key = _odd_key(index // mix.odd_every)
+            key = awkward_key(index // mix.odd_every)
         else:
             key = f"{REGULAR_KEY_PREFIX}sensor-{rng.randrange(16):02d}/{seed}/{index:07d}.jsonl"
         large = bool(mix.large_every) and index % mix.large_every == 0
         size = rng.randint(mix.large_min, mix.large_max) if large else rng.randint(mix.small_min, mix.small_max)
-        yield key, _json_lines(rng, index, size)
+        yield key, json_lines(rng, index, size)
 
 
-def _json_lines(rng: random.Random, index: int, size: int) -> bytes:
+def json_lines(rng: random.Random, index: int, size: int) -> bytes:
+    """``size`` bytes of sensor-like JSON lines; the hex blobs keep gzip from making them trivially small."""
     lines: list[bytes] = []
     total = 0
     row = 0

@@ -10,9 +10,9 @@ import pytest
 
 from data_aggregator.cli import main
 from data_aggregator.ops.consume import Consumer
-from data_aggregator.sandbox.demo import load_handler
 from data_aggregator.sandbox.emulator import Clients, Emulator
 from data_aggregator.sandbox.esm import EventSourceMapping, MappingSettings
+from data_aggregator.sandbox.harness import load_handler
 from data_aggregator.sandbox.provision import QueueSettings, ResourceNames, provision, queue_depth
 from tests.integration.ops.conftest import unique
 

@@ -10,7 +10,8 @@ import pytest
 
 from data_aggregator.models import ManifestEntry
 from data_aggregator.ops.consume import ConsumedBundle
-from data_aggregator.sandbox.demo import DemoOptions, DemoReport, percentile, reconcile
+from data_aggregator.sandbox.checks import percentile, reconcile
+from data_aggregator.sandbox.demo import DemoOptions, DemoReport
 from data_aggregator.sandbox.esm import MappingSettings, failed_message_ids, lambda_record
 from data_aggregator.sandbox.provision import QueueSettings
 from data_aggregator.sandbox.uploader import MAX_KEY_BYTES, SizeMix, SyntheticUploader, UploadedFile, generate

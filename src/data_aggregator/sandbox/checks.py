@@ -1,0 +1,159 @@
+"""The verdicts shared by ``demo`` and the end-to-end scenarios: what was uploaded against what arrived.
+
+A file counts as delivered only when a bundle that the reference consumer verified (whole-object
+SHA-256, gzip CRC, every member against the manifest) held it with the uploader's own SHA-256. Each
+check here reads the state of the emulated (or real) buckets and queues independently of the code
+that wrote them, so a bug in the writer cannot hide itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from data_aggregator.models import ManifestEntry
+from data_aggregator.ops.consume import ConsumedBundle
+from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA, sha256_of_stream
+from data_aggregator.sandbox.uploader import UploadedFile
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (0 for no values): the smallest value covering ``fraction`` of them."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(round(fraction * len(ordered), 9)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def upload_label(upload: UploadedFile, versions_of_key: int) -> str:
+    """How a file is named in findings: its key, plus the version when the key was written more than once."""
+    return upload.key if versions_of_key <= 1 else f"{upload.key} (version {upload.version_id})"
+
+
+@dataclass(slots=True)
+class Reconciliation:
+    """Uploads matched against the files found in verified bundles."""
+
+    uploaded: int = 0
+    bundled: int = 0
+    missing: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    altered: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    placements: dict[str, list[str]] = field(default_factory=dict)
+    """Label of every delivered file -> the keys of the bundles that held it (more than one: duplicated)."""
+
+    @property
+    def ok(self) -> bool:
+        """No file lost, doubled, invented or changed."""
+        return not (self.missing or self.duplicated or self.unexpected or self.altered)
+
+
+def _match(candidates: Sequence[UploadedFile], entry: ManifestEntry) -> UploadedFile | None:
+    """The upload a manifest entry stands for, among the uploads of its key.
+
+    One candidate: that one (a wrong SHA-256 is then reported as altered). Several (a key written more
+    than once): the version the entry names, else the one with the entry's bytes.
+    """
+    if len(candidates) == 1:
+        return candidates[0]
+    for upload in candidates:
+        if entry.version_id is not None and upload.version_id == entry.version_id:
+            return upload
+    for upload in candidates:
+        if upload.sha256 == entry.sha256 and upload.size == entry.size:
+            return upload
+    return None
+
+
+def reconcile(uploaded: Sequence[UploadedFile], bundles: Sequence[ConsumedBundle], landing: str) -> Reconciliation:
+    """Match every uploaded file to the bundle entries that hold it (by bucket, key, version and SHA-256)."""
+    result = Reconciliation(uploaded=len(uploaded))
+    by_key: dict[str, list[UploadedFile]] = defaultdict(list)
+    for upload in uploaded:
+        by_key[upload.key].append(upload)
+    labels = {id(upload): upload_label(upload, len(by_key[upload.key])) for upload in uploaded}
+    seen: Counter[str] = Counter()
+    placements: dict[str, list[str]] = defaultdict(list)
+    for bundle in bundles:
+        for entry in bundle.files:
+            candidates = by_key.get(entry.key, []) if entry.bucket == landing else []
+            if not candidates:
+                result.unexpected.append(f"{entry.bucket}/{entry.key}")
+                continue
+            match = _match(candidates, entry)
+            if match is None or entry.sha256 != match.sha256 or entry.size != match.size:
+                result.altered.append(entry.key)
+                continue
+            label = labels[id(match)]
+            seen[label] += 1
+            placements[label].append(bundle.key)
+            if seen[label] == 1:
+                result.latencies.append(max(0.0, bundle.first_seen - match.uploaded_at))
+    result.bundled = len(seen)
+    result.missing = sorted(label for label in labels.values() if label not in seen)
+    result.duplicated = sorted(label for label, times in seen.items() if times > 1)
+    result.placements = dict(placements)
+    return result
+
+
+def archive_problems(s3: S3Client, archive: str, bundles: Iterable[ConsumedBundle], *, hash_bytes: bool) -> list[str]:
+    """Each consumed bundle must exist in Archive under the same key with the same digest (R5).
+
+    With ``hash_bytes`` the Archive copy is streamed and hashed too, proving the bytes are the same
+    rather than only the metadata that claims so.
+    """
+    problems: list[str] = []
+    for bundle in bundles:
+        try:
+            if hash_bytes:
+                response = s3.get_object(Bucket=archive, Key=bundle.key)
+                digest = response.get("Metadata", {}).get(CONTENT_SHA256_METADATA)
+                actual, _size = sha256_of_stream(response["Body"])
+                if actual != bundle.sha256:
+                    problems.append(f"archive copy of {bundle.key} hashes to {actual}, not {bundle.sha256}")
+                    continue
+            else:
+                digest = s3.head_object(Bucket=archive, Key=bundle.key).get("Metadata", {}).get(CONTENT_SHA256_METADATA)
+        except Exception as exc:  # reported as a failed check
+            problems.append(f"archive copy of {bundle.key} unreadable: {exc}")
+            continue
+        if digest != bundle.sha256:
+            problems.append(f"archive copy of {bundle.key} has content-sha256 {digest}, not {bundle.sha256}")
+    return problems
+
+
+def bucket_keys(s3: S3Client, bucket: str, prefix: str = "") -> list[str]:
+    """Every current key under a prefix, sorted."""
+    paginator = s3.get_paginator("list_objects_v2")
+    return sorted(
+        item["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for item in page.get("Contents", [])
+    )
+
+
+def queue_bodies(sqs: SQSClient, queue_url: str, *, hold_seconds: int = 60, limit: int = 10_000) -> list[str]:
+    """Read every message body in a queue without deleting anything.
+
+    Long polls (one second) ask every SQS server, so an empty answer means an empty queue. Each
+    received message stays invisible for ``hold_seconds`` so that it is read once; call this
+    only when nothing else consumes the queue (a dead-letter queue at the end of a run).
+    """
+    bodies: list[str] = []
+    while len(bodies) < limit:
+        response = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=hold_seconds, WaitTimeSeconds=1
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            break
+        bodies.extend(message["Body"] for message in messages)
+    return bodies
