@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from data_aggregator import app
-from tests.integration.faults import FaultPlan
+from e2e_tests.faults import FaultInjector, attached_to_handler
 from tests.support import (
     ARCHIVE,
     BASE_ENV,
@@ -159,23 +159,12 @@ def assert_each_exactly_once(aws: AwsWorld, expected: dict[str, bytes]) -> list[
 
 
 @pytest.fixture
-def faults(monkeypatch: pytest.MonkeyPatch) -> FaultPlan:
-    """Faults attach to the handler's clients when they are created; add them before invoking."""
-    plan = FaultPlan()
-    real = app.make_clients  # type: ignore[attr-defined]
-
-    def with_faults(**kwargs: Any) -> Any:
-        clients = real(**kwargs)
-        plan.attach(clients.s3)
-        plan.attach(clients.dynamodb)
-        for crash in plan.crashes:
-            crash.attach(clients.s3)
-            crash.attach(clients.dynamodb)
-        return clients
-
-    monkeypatch.setattr(app, "make_clients", with_faults)
-    app._clients.cache_clear()
-    return plan
+def faults() -> Iterator[FaultInjector]:
+    """Faults attach to the handler's clients when they are created; add rules before invoking."""
+    injector = FaultInjector(buckets={"landing": LANDING, "archive": ARCHIVE, "distribution": DISTRIBUTION})
+    with attached_to_handler(injector):
+        yield injector
+    injector.close()
 
 
 def expire_all_leases(aws: AwsWorld) -> None:

@@ -16,6 +16,7 @@ from data_aggregator import app
 from data_aggregator.config import Settings
 from data_aggregator.core import BuiltBundle, TimeoutGuard
 from data_aggregator.service import BatchReport, InboundMessage
+from e2e_tests.faults import FaultInjector, FaultRule, InvocationKilled, KillRule
 from tests.integration.conftest import (
     AwsWorld,
     assert_each_exactly_once,
@@ -24,7 +25,6 @@ from tests.integration.conftest import (
     invoke,
     published_files,
 )
-from tests.integration.faults import Crash, CrashAfter, Fault, FaultPlan
 from tests.support import ARCHIVE, BASE_ENV, DISTRIBUTION, failed_ids, notification, sqs_event, sqs_record
 
 
@@ -39,30 +39,34 @@ FILES = {f"f{i}.txt": f"file {i}\n".encode() * 50 for i in range(6)}
 
 
 @pytest.mark.parametrize(
-    "fault",
+    "rule",
     [
-        Fault("s3", "GetObject", "InternalError", 500, times=2),
-        Fault("s3", "GetObject", "SlowDown", 503, times=3),
-        Fault("s3", "PutObject", "SlowDown", 503, times=2),
-        Fault("dynamodb", "TransactWriteItems", "ThrottlingException", 400, times=2),
-        Fault("dynamodb", "TransactWriteItems", "InternalServerError", 500, times=1),
-        Fault("dynamodb", "BatchWriteItem", "ProvisionedThroughputExceededException", 400, times=2),
+        FaultRule(call="s3:GetObject", kind="server_error", at_calls=[1, 2]),
+        FaultRule(call="s3:GetObject", kind="throttle", at_calls=[1, 2, 3]),
+        FaultRule(call="s3:GetObject", kind="connection_reset", at_calls=[2]),
+        FaultRule(call="s3:PutObject", kind="throttle", at_calls=[1, 2]),
+        FaultRule(call="s3:PutObject", kind="connection_reset", at_calls=[2]),
+        FaultRule(call="dynamodb:TransactWriteItems", kind="throttle", at_calls=[1, 2]),
+        FaultRule(call="dynamodb:TransactWriteItems", kind="server_error", at_calls=[1]),
+        FaultRule(call="dynamodb:BatchWriteItem", kind="throttle", at_calls=[1, 2]),
     ],
-    ids=lambda f: f"{f.operation}-{f.code}",
+    ids=lambda rule: rule.describe(),
 )
-def test_transient_errors_are_retried_and_the_batch_succeeds(aws: AwsWorld, faults: FaultPlan, fault: Fault) -> None:
-    faults.add(fault)
+def test_transient_errors_are_retried_and_the_batch_succeeds(
+    aws: AwsWorld, faults: FaultInjector, rule: FaultRule
+) -> None:
+    fault = faults.add_fault(rule)
     event = batch_of(aws, FILES)
     assert invoke(event) == {"batchItemFailures": []}
-    assert fault.injected == fault.times
+    assert fault.injected == len(rule.at_calls or [])
     assert_each_exactly_once(aws, FILES)
 
 
 def test_a_persistently_failing_object_fails_only_its_own_message(
-    aws: AwsWorld, faults: FaultPlan, monkeypatch: pytest.MonkeyPatch
+    aws: AwsWorld, faults: FaultInjector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    faults.add(Fault("s3", "GetObject", "InternalError", 500, times=10**6, url_contains="/f3.txt"))
+    faults.add_fault(FaultRule(call="s3:GetObject", kind="server_error", probability=1.0, url_contains="/f3.txt"))
     event = batch_of(aws, FILES)
     bad = event["Records"][3]["messageId"]
     assert failed_ids(invoke(event)) == {bad}
@@ -73,11 +77,16 @@ def test_a_persistently_failing_object_fails_only_its_own_message(
 
 @pytest.mark.parametrize("lost_response", [False, True], ids=["unreachable", "response-lost"])
 def test_the_table_failing_for_good_fails_the_messages_and_loses_nothing(
-    aws: AwsWorld, faults: FaultPlan, monkeypatch: pytest.MonkeyPatch, lost_response: bool
+    aws: AwsWorld, faults: FaultInjector, monkeypatch: pytest.MonkeyPatch, lost_response: bool
 ) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    outage = faults.add(
-        Fault("dynamodb", "TransactWriteItems", "InternalServerError", 500, times=5, connection_error=not lost_response)
+    outage = faults.add_fault(
+        FaultRule(
+            call="dynamodb:TransactWriteItems",
+            kind="server_error" if lost_response else "connection_reset",
+            applied=lost_response,
+            at_calls=[1, 2, 3, 4, 5],
+        )
     )
     event = batch_of(aws, FILES)
     response = invoke(event)
@@ -100,10 +109,14 @@ def test_the_table_failing_for_good_fails_the_messages_and_loses_nothing(
 
 @pytest.mark.parametrize("bucket", [ARCHIVE, DISTRIBUTION])
 def test_a_failed_bundle_write_commits_nothing_and_the_retry_delivers(
-    aws: AwsWorld, faults: FaultPlan, bucket: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    aws: AwsWorld,
+    faults: FaultInjector,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    denied = faults.add(Fault("s3", "PutObject", "-", 0, times=1, url_contains=bucket, connection_error=True))
+    denied = faults.add_fault(FaultRule(call="s3:PutObject", kind="connection_reset", bucket=bucket, at_calls=[1]))
     event = batch_of(aws, FILES)
     assert failed_ids(invoke(event)) == {r["messageId"] for r in event["Records"]}
     assert denied.injected == 1
@@ -116,10 +129,10 @@ def test_a_failed_bundle_write_commits_nothing_and_the_retry_delivers(
 
 
 def test_a_failed_commit_after_publishing_still_acknowledges(
-    aws: AwsWorld, faults: FaultPlan, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    aws: AwsWorld, faults: FaultInjector, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    faults.add(Fault("dynamodb", "BatchWriteItem", "InternalServerError", 500, times=5))
+    faults.add_fault(FaultRule(call="dynamodb:BatchWriteItem", kind="server_error", at_calls=[1, 2, 3, 4, 5]))
     assert invoke(batch_of(aws, FILES)) == {"batchItemFailures": []}  # durable in both buckets: acknowledged
     assert_each_exactly_once(aws, FILES)
     assert emitted_metrics(capsys.readouterr().out)["CommitFailures"] == [1.0]
@@ -128,67 +141,30 @@ def test_a_failed_commit_after_publishing_still_acknowledges(
 # ------------------------------------------------------------------ broken streams
 
 
-class _BreakOnce:
-    """Cut the first GetObject body of one key after a few bytes, at the urllib3 layer."""
-
-    def __init__(self, key: str, *, times: int) -> None:
-        self.key = key
-        self.times = times
-
-    def __call__(self, http_response: Any, model: Any, parsed: dict[str, Any], **_kwargs: Any) -> None:
-        if model.name != "GetObject" or self.times <= 0 or f"/{self.key}" not in http_response.url:
-            return
-        self.times -= 1
-        body = parsed["Body"]
-        original = body._raw_stream
-
-        class Cut:
-            def __init__(self) -> None:
-                self.sent = 0
-
-            def read(self, amt: int | None = None) -> bytes:
-                from urllib3.exceptions import ProtocolError
-
-                if self.sent >= 100:
-                    raise ProtocolError("Connection broken: connection reset by peer")
-                data: bytes = original.read(min(amt or 100, 100 - self.sent))
-                self.sent += len(data)
-                return data
-
-            def close(self) -> None:
-                original.close()
-
-        body._raw_stream = Cut()
-
-
-@pytest.mark.parametrize(("breaks", "published"), [(1, True), (10, False)], ids=["resumed", "abandoned"])
+@pytest.mark.parametrize("cuts", [1, 10], ids=["resumed", "abandoned"])
 def test_a_broken_get_stream_is_resumed_or_the_bundle_abandoned(
-    aws: AwsWorld, monkeypatch: pytest.MonkeyPatch, breaks: int, published: bool, capsys: pytest.CaptureFixture[str]
+    aws: AwsWorld, faults: FaultInjector, monkeypatch: pytest.MonkeyPatch, cuts: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    published = cuts == 1
     files = {"a.bin": os.urandom(5000), "b.bin": os.urandom(5000), "c.bin": os.urandom(5000)}
-    cutter = _BreakOnce("b.bin", times=breaks)
-    real = app.make_clients  # type: ignore[attr-defined]
-
-    def with_cut(**kwargs: Any) -> Any:
-        clients = real(**kwargs)
-        clients.s3.meta.events.register("after-call.s3.GetObject", cutter)
-        return clients
-
-    monkeypatch.setattr(app, "make_clients", with_cut)
-    app._clients.cache_clear()
+    cut = faults.add_fault(
+        FaultRule(call="s3:GetObject", kind="stream_cut", probability=1.0, max_injections=cuts, url_contains="/b.bin")
+    )
     monkeypatch.setattr("data_aggregator.clients.time.sleep", lambda _s: None)
     event = batch_of(aws, files)
     response = invoke(event)
     if published:
         assert response == {"batchItemFailures": []}
+        assert cut.injected == 1
         assert_each_exactly_once(aws, files)
         return
     # Abandoned: nothing published, every message of the bundle retried, no claim left behind.
+    assert cut.injected == 4  # the first read and its three Range resumes
     assert failed_ids(response) == {r["messageId"] for r in event["Records"]}
     assert aws.bundle_keys(DISTRIBUTION) == aws.bundle_keys(ARCHIVE) == []
     assert aws.claim_items() == []
     assert emitted_metrics(capsys.readouterr().out)["BundlesAbandoned"] == [1.0]
-    cutter.times = 0
+    faults.clear()
     assert invoke(event) == {"batchItemFailures": []}
     assert_each_exactly_once(aws, files)
 
@@ -196,25 +172,17 @@ def test_a_broken_get_stream_is_resumed_or_the_bundle_abandoned(
 # ------------------------------------------------------------------ crashes and timeouts
 
 
-@pytest.mark.parametrize(
-    "crash",
-    [
-        CrashAfter("TransactWriteItems", before=False),  # claimed, then died
-        CrashAfter("GetObject"),  # died while fetching
-        CrashAfter("PutObject", url_contains=DISTRIBUTION),  # Archive written, Distribution not
-    ],
-    ids=["after-claim", "during-fetch", "after-archive-write"],
-)
-def test_a_crashed_invocation_loses_nothing(aws: AwsWorld, faults: FaultPlan, crash: CrashAfter) -> None:
-    faults.crash(crash)
+@pytest.mark.parametrize("point", ["after_claim", "during_fetch", "after_archive_write"])
+def test_a_crashed_invocation_loses_nothing(aws: AwsWorld, faults: FaultInjector, point: str) -> None:
+    kill = faults.add_kill(KillRule(point=point, at_calls=[1]))  # type: ignore[arg-type]
     event = batch_of(aws, FILES)
-    with pytest.raises(Crash):
+    with pytest.raises(InvocationKilled), faults.invocation():
         invoke(event)  # Lambda reports an error: no partial response, the whole batch comes back
+    assert kill.injected == 1
     assert aws.bundle_keys(DISTRIBUTION) == []
-    assert {i["status"] for i in aws.claim_items()} == {"IN_PROGRESS"}
+    assert {i["status"] for i in aws.claim_items()} == {"IN_PROGRESS"}  # a dead process releases nothing
 
-    faults.crashes.clear()
-    app._clients.cache_clear()
+    faults.clear()
     # Redelivered while the dead invocation's leases are still live: retried later, nothing published.
     assert failed_ids(invoke(event)) == {r["messageId"] for r in event["Records"]}
     assert aws.bundle_keys(DISTRIBUTION) == []
@@ -224,13 +192,14 @@ def test_a_crashed_invocation_loses_nothing(aws: AwsWorld, faults: FaultPlan, cr
     assert_each_exactly_once(aws, FILES)
 
 
-def test_a_crash_between_publishing_and_commit_can_only_duplicate(aws: AwsWorld, faults: FaultPlan) -> None:
-    faults.crash(CrashAfter("PutObject", url_contains=DISTRIBUTION, before=False))
+def test_a_crash_between_publishing_and_commit_can_only_duplicate(aws: AwsWorld, faults: FaultInjector) -> None:
+    faults.add_kill(KillRule(point="after_distribution_write", at_calls=[1]))
     event = batch_of(aws, FILES)
-    with pytest.raises(Crash):
+    with pytest.raises(InvocationKilled), faults.invocation():
         invoke(event)
-    faults.crashes.clear()
-    app._clients.cache_clear()
+    first = aws.bundle_keys(DISTRIBUTION)
+    assert faults.killed_bundle_keys == first
+    faults.clear()
     expire_all_leases(aws)
     assert invoke(event) == {"batchItemFailures": []}
     files = published_files(aws)
