@@ -35,8 +35,8 @@ from data_aggregator.sandbox.checks import (
 from data_aggregator.sandbox.emulator import Clients, Emulator
 from data_aggregator.sandbox.esm import EventSourceMapping, Handler, MappingSettings
 from data_aggregator.sandbox.harness import (
-    SERVICE_NAME,
     ConsumerLoop,
+    handler_environment,
     handler_loggers_routed,
     handler_output_to,
     load_handler,
@@ -216,17 +216,12 @@ class DemoReport:
 
 def handler_settings(environment: Environment, options: DemoOptions, emulator: Emulator) -> dict[str, str]:
     """The function's environment as Terraform would set it, pointed at the emulator."""
-    return {
-        **emulator.environment(),
-        **environment.handler_environment(),
-        "CLAIM_LEASE_SECONDS": str(options.claim_lease_seconds),
-        # The guard's reserve must fit the emulated timeout, or a short timeout would start no work.
-        "TIMEOUT_RESERVE_SECONDS": f"{max(0.5, min(10.0, options.function_timeout_seconds / 4)):g}",
-        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-        "POWERTOOLS_METRICS_NAMESPACE": "DataAggregator",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "LOG_LEVEL": "INFO",
-    }
+    return handler_environment(
+        emulator,
+        environment,
+        claim_lease_seconds=options.claim_lease_seconds,
+        function_timeout_seconds=options.function_timeout_seconds,
+    )
 
 
 class _Run:

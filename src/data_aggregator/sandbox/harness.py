@@ -23,7 +23,9 @@ from urllib.parse import quote_plus
 
 from data_aggregator.models import utc_timestamp
 from data_aggregator.ops.consume import ConsumedBundle, Consumer
+from data_aggregator.sandbox.emulator import Emulator
 from data_aggregator.sandbox.esm import Handler
+from data_aggregator.sandbox.provision import Environment
 from data_aggregator.sandbox.uploader import UploadedFile
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,23 @@ def handler_loggers_routed() -> Iterator[None]:
         yield
 
 
+def handler_environment(
+    emulator: Emulator, environment: Environment, *, claim_lease_seconds: int, function_timeout_seconds: float
+) -> dict[str, str]:
+    """The function's environment as Terraform would set it, pointed at the emulator."""
+    return {
+        **emulator.environment(),
+        **environment.handler_environment(),
+        "CLAIM_LEASE_SECONDS": str(claim_lease_seconds),
+        # The guard's reserve must fit the emulated timeout, or a short timeout would start no work.
+        "TIMEOUT_RESERVE_SECONDS": f"{max(0.5, min(10.0, function_timeout_seconds / 4)):g}",
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": "DataAggregator",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "LOG_LEVEL": "INFO",
+    }
+
+
 def load_handler() -> Handler:
     """Import the real Lambda handler (after the environment points at the emulator)."""
     module = importlib.import_module("data_aggregator.app")  # only now: it reads the environment
@@ -113,13 +132,18 @@ def load_handler() -> Handler:
     return handler
 
 
-def s3_event_body(upload: UploadedFile, landing: str, region: str, when: datetime) -> str:
-    """Another S3 notification for an uploaded object, shaped like the emulator's own.
+def s3_event_body(
+    upload: UploadedFile, landing: str, region: str, when: datetime, *, with_version: bool = False
+) -> str:
+    """Another S3 notification for an uploaded object, shaped like the original one.
 
-    Like the emulator's events it names the object by key and ETag, without a versionId: the object's
-    identity (SPEC §3) must match the original notification's for it to count as the same object.
+    The object's identity (SPEC §3) must match the original notification's for it to count as the same
+    object: the emulator's events name it by key and ETag only, real S3's carry the versionId too
+    (``with_version``).
     """
     obj: dict[str, Any] = {"key": quote_plus(upload.key, safe="/"), "size": upload.size, "eTag": upload.etag}
+    if with_version and upload.version_id:
+        obj["versionId"] = upload.version_id
     return json.dumps(
         {
             "Records": [

@@ -1,0 +1,222 @@
+"""The invariants every scenario must keep, judged from evidence collected after the run.
+
+Pure functions over plain data, so that each rule is tested on its own (``tests/unit/test_e2e_verdict.py``)
+and the same rules judge the local and the AWS target:
+
+* every uploaded object (not deleted on purpose) is in exactly one verified Distribution bundle with
+  its own bytes, and that bundle is in Archive with the same bytes;
+* a second copy is excused only when the first came from an invocation killed between the
+  Distribution write and the commit (or whose Distribution write's answer was lost): counted, never
+  hidden;
+* no bundle is empty or corrupt, in Distribution or left behind in Archive;
+* the dead-letter queue holds exactly the poison messages, and nothing else is left in the queue;
+* the scenario's own expectations (bundle counts, limits, compression, memory, handler metrics).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from data_aggregator.config import Settings
+from data_aggregator.ops.consume import ConsumedBundle
+from data_aggregator.sandbox.checks import Reconciliation, percentile
+from e2e_tests.config import ScenarioConfig
+from e2e_tests.target import TargetFindings
+
+MAX_LISTED = 3
+
+
+@dataclass(slots=True)
+class Evidence:
+    """What the run left behind, read back from the buckets and queues."""
+
+    reconciliation: Reconciliation
+    consumed: list[ConsumedBundle]
+    rejected: list[str] = field(default_factory=list)
+    upload_failures: list[str] = field(default_factory=list)
+    deleted: int = 0
+    archive_problems: list[str] = field(default_factory=list)
+    archive_only: list[str] = field(default_factory=list)
+    archive_only_problems: list[str] = field(default_factory=list)
+    distribution_left: list[str] = field(default_factory=list)
+    queue_left: tuple[int, int] = (0, 0)
+    dead_letters: list[str] = field(default_factory=list)
+    expected_dead_letters: list[str] = field(default_factory=list)
+    new_bundles_after_redelivery: int = 0
+    drained: bool = True
+    findings: TargetFindings = field(default_factory=TargetFindings)
+
+
+@dataclass(slots=True)
+class Figures:
+    """The numbers a scenario reports, whatever its verdict."""
+
+    files_uploaded: int = 0
+    files_expected: int = 0
+    files_delivered: int = 0
+    bundles: int = 0
+    duplicates_excused: int = 0
+    archive_only: int = 0
+    dead_letters: int = 0
+    dead_letters_expected: int = 0
+    input_bytes: int = 0
+    bundle_bytes: int = 0
+    latency_p50: float = 0.0
+    latency_p95: float = 0.0
+    latency_max: float = 0.0
+
+    @property
+    def compression_ratio(self) -> float:
+        """Input bytes per bundle byte (1.0 when nothing was bundled)."""
+        return self.input_bytes / self.bundle_bytes if self.bundle_bytes else 1.0
+
+
+def _listed(items: Sequence[str]) -> str:
+    shown = ", ".join(repr(item) for item in items[:MAX_LISTED])
+    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+def duplicates(reconciliation: Reconciliation, excused_bundles: set[str]) -> tuple[int, list[str]]:
+    """(excused extra copies, files duplicated without excuse).
+
+    A file may sit in any number of excused bundles (a killed invocation's Distribution write) but in
+    at most one other.
+    """
+    excused = 0
+    unexcused: list[str] = []
+    for label, bundle_keys in sorted(reconciliation.placements.items()):
+        if len(bundle_keys) < 2:
+            continue
+        regular = [key for key in bundle_keys if key not in excused_bundles]
+        if len(regular) > 1:
+            unexcused.append(label)
+        else:
+            excused += len(bundle_keys) - 1
+    return excused, unexcused
+
+
+def dead_letter_problems(found: Sequence[str], expected: Sequence[str]) -> list[str]:
+    """The dead-letter queue must hold exactly the expected bodies, each exactly once."""
+    missing = list((Counter(expected) - Counter(found)).elements())
+    extra = list((Counter(found) - Counter(expected)).elements())
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} poison message(s) did not reach the DLQ: {_listed(missing)}")
+    if extra:
+        problems.append(f"{len(extra)} unexpected message(s) in the DLQ: {_listed([b[:120] for b in extra])}")
+    return problems
+
+
+def limit_problems(consumed: Sequence[ConsumedBundle], settings: Settings) -> list[str]:
+    """Every bundle within the configured files-per-bundle and input-bytes limits (one oversized file alone)."""
+    problems = []
+    for bundle in consumed:
+        files = len(bundle.files)
+        size = sum(entry.size for entry in bundle.files)
+        if files > settings.max_files_per_bundle:
+            problems.append(f"bundle {bundle.key} holds {files} files, above MAX_FILES_PER_BUNDLE")
+        if size > settings.max_bundle_input_bytes and files > 1:
+            problems.append(f"bundle {bundle.key} holds {size} input bytes in {files} files, above the limit")
+    return problems
+
+
+def archive_only_allowed(config: ScenarioConfig) -> bool:
+    """Only a killed or failed Distribution write leaves a bundle in Archive alone."""
+    if any(kill.point in ("after_archive_write", "during_fetch") for kill in config.kills):
+        return True
+    return any(rule.service == "s3" and rule.operation in ("PutObject", "*") for rule in config.faults)
+
+
+def figures_of(config: ScenarioConfig, evidence: Evidence, excused: int) -> Figures:
+    """The reported numbers."""
+    r = evidence.reconciliation
+    return Figures(
+        files_uploaded=r.uploaded + evidence.deleted,
+        files_expected=r.uploaded,
+        files_delivered=r.bundled,
+        bundles=len(evidence.consumed),
+        duplicates_excused=excused,
+        archive_only=len(evidence.archive_only),
+        dead_letters=len(evidence.dead_letters),
+        dead_letters_expected=len(evidence.expected_dead_letters),
+        input_bytes=sum(entry.size for bundle in evidence.consumed for entry in bundle.files),
+        bundle_bytes=sum(bundle.size for bundle in evidence.consumed),
+        latency_p50=percentile(r.latencies, 0.5),
+        latency_p95=percentile(r.latencies, 0.95),
+        latency_max=max(r.latencies, default=0.0),
+    )
+
+
+def judge(config: ScenarioConfig, evidence: Evidence, settings: Settings | None) -> tuple[list[str], Figures]:
+    """Every violated invariant or expectation, in words, and the figures."""
+    problems: list[str] = []
+    r = evidence.reconciliation
+    findings = evidence.findings
+    excused_bundles = set(findings.killed_bundles) | set(findings.unconfirmed_writes)
+    excused, unexcused = duplicates(r, excused_bundles)
+    figures = figures_of(config, evidence, excused)
+
+    if not evidence.drained:
+        problems.append("the pipeline did not drain within the drain timeout")
+    if evidence.upload_failures:
+        problems.append(f"{len(evidence.upload_failures)} upload(s) failed: {_listed(evidence.upload_failures)}")
+    if r.missing:
+        problems.append(f"{len(r.missing)} file(s) lost: {_listed(r.missing)}")
+    if unexcused:
+        problems.append(
+            f"{len(unexcused)} file(s) in more than one bundle without a kill to excuse it: {_listed(unexcused)}"
+        )
+    if r.altered:
+        problems.append(f"{len(r.altered)} file(s) delivered with other bytes: {_listed(r.altered)}")
+    if r.unexpected:
+        problems.append(f"{len(r.unexpected)} unexpected file(s) in bundles: {_listed(r.unexpected)}")
+    problems.extend(f"bundle rejected by the consumer: {item}" for item in evidence.rejected[:MAX_LISTED])
+    empty = [bundle.key for bundle in evidence.consumed if not bundle.files]
+    if empty:
+        problems.append(f"{len(empty)} empty bundle(s) published: {_listed(empty)}")
+    problems.extend(evidence.archive_problems[:MAX_LISTED])
+    problems.extend(evidence.archive_only_problems[:MAX_LISTED])
+    if evidence.archive_only and not archive_only_allowed(config):
+        problems.append(
+            f"{len(evidence.archive_only)} bundle(s) in Archive never reached Distribution, "
+            f"although no write failed: {_listed(evidence.archive_only)}"
+        )
+    if evidence.distribution_left:
+        problems.append(f"{len(evidence.distribution_left)} bundle(s) left unconsumed in Distribution")
+    visible, in_flight = evidence.queue_left
+    if visible or in_flight:
+        problems.append(f"the queue still holds {visible} visible and {in_flight} in-flight message(s)")
+    problems.extend(dead_letter_problems(evidence.dead_letters, evidence.expected_dead_letters))
+    if evidence.new_bundles_after_redelivery:
+        problems.append(
+            f"delivering every notification again produced {evidence.new_bundles_after_redelivery} new bundle(s)"
+        )
+    if settings is not None:
+        problems.extend(limit_problems(evidence.consumed, settings)[:MAX_LISTED])
+    problems.extend(expectation_problems(config, figures, findings))
+    return problems, figures
+
+
+def expectation_problems(config: ScenarioConfig, figures: Figures, findings: TargetFindings) -> list[str]:
+    """The scenario's own expectations."""
+    expect = config.expect
+    problems = []
+    if expect.bundles_min is not None and figures.bundles < expect.bundles_min:
+        problems.append(f"{figures.bundles} bundle(s), expected at least {expect.bundles_min}")
+    if expect.bundles_max is not None and figures.bundles > expect.bundles_max:
+        problems.append(f"{figures.bundles} bundle(s), expected at most {expect.bundles_max}")
+    if expect.compression_ratio_min is not None and figures.compression_ratio < expect.compression_ratio_min:
+        problems.append(
+            f"compression ratio {figures.compression_ratio:.2f}, expected at least {expect.compression_ratio_min:g}"
+        )
+    memory, bound = findings.memory, expect.peak_rss_growth_mib_max
+    if bound is not None and memory is not None and memory.growth_mib > bound:
+        problems.append(f"peak RSS grew by {memory.growth_mib:.0f} MiB, above the {bound:g} MiB bound")
+    if expect.metrics and findings.metrics is not None:
+        for name, wanted in sorted(expect.metrics.items()):
+            got = findings.metrics.get(name, 0.0)
+            if got != wanted:
+                problems.append(f"handler metric {name} = {got:g}, expected {wanted:g}")
+    return problems
