@@ -182,11 +182,14 @@ class ActiveKill:
 
 @dataclass(frozen=True, slots=True)
 class InjectionCount:
-    """One line of the fault report."""
+    """One line of the fault report: a rule, how often it could have fired and how often it did."""
 
     what: str
+    kind: str
+    """The fault kind (``throttle``...), or ``kill`` for a kill rule."""
     matched: int
     injected: int
+    applied: bool = False
 
 
 @dataclass(slots=True)
@@ -365,8 +368,11 @@ class FaultInjector:
     def counts(self) -> list[InjectionCount]:
         """What every rule matched and injected, faults first, then kills."""
         with self._state.lock:
-            lines = [InjectionCount(a.rule.describe(), a.matched, a.injected) for a in self.faults]
-            lines += [InjectionCount(k.rule.describe(), k.matched, k.injected) for k in self.kills]
+            lines = [
+                InjectionCount(a.rule.describe(), a.rule.kind, a.matched, a.injected, a.rule.applied)
+                for a in self.faults
+            ]
+            lines += [InjectionCount(k.rule.describe(), "kill", k.matched, k.injected) for k in self.kills]
         return lines
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from e2e_tests.faults import InjectionCount
 from e2e_tests.runner import ScenarioResult
 
 _COLUMNS = (
@@ -67,6 +68,18 @@ def render(results: Sequence[ScenarioResult]) -> str:
     return "\n".join(lines)
 
 
+def by_kind(counts: Sequence[InjectionCount]) -> str:
+    """Injections summed per kind of fault, and kills per point."""
+    totals: dict[str, int] = {}
+    for count in counts:
+        if count.kind == "kill":
+            label = count.what
+        else:
+            label = count.kind.replace("_", " ") + (" after taking effect" if count.applied else "")
+        totals[label] = totals.get(label, 0) + count.injected
+    return ", ".join(f"{label} {total}" for label, total in totals.items())
+
+
 def details(result: ScenarioResult) -> list[str]:
     """What one scenario measured, what it injected and, if it failed, why."""
     f = result.figures
@@ -103,9 +116,12 @@ def details(result: ScenarioResult) -> list[str]:
             f"(+{memory.growth_mib:.0f} MiB, {how}); emulator process peak {emulator}"
         )
     if findings.faults:
-        lines.append(
-            "  injected   " + "; ".join(f"{c.what}: {c.injected} of {c.matched} calls" for c in findings.faults)
+        lines.append(f"  by kind    {by_kind(findings.faults)}; {'all survived' if result.passed else 'NOT survived'}")
+        counts = "; ".join(
+            f"{c.what}: {c.injected} of {c.matched} {'times reached' if c.kind == 'kill' else 'calls'}"
+            for c in findings.faults
         )
+        lines.append(f"  injected   {counts}")
     if findings.metrics:
         shown = {k: v for k, v in sorted(findings.metrics.items()) if v and not k.endswith(("Bytes", "Seconds"))}
         lines.append("  metrics    " + ", ".join(f"{k} {v:g}" for k, v in shown.items()))
