@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from e2e_tests.aws import AwsTarget, DeploymentError, UnsupportedScenarioError, read_deployment
 from e2e_tests.config import ConfigFileError, ScenarioConfig, load_config
 from e2e_tests.report import render
 from e2e_tests.runner import ScenarioResult, TargetFactory, run_scenario
@@ -61,8 +62,6 @@ def _factory(args: argparse.Namespace, configs: Sequence[ScenarioConfig]) -> Tar
         from e2e_tests.local import LocalTarget  # noqa: PLC0415 - needs the emulator only when used
 
         return LocalTarget
-    from e2e_tests.aws import AwsTarget, UnsupportedScenarioError, read_deployment  # noqa: PLC0415
-
     if not args.env:
         raise UnsupportedScenarioError("the aws target needs --env (an environment under infra/environments)")
     for config in configs:
@@ -81,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configs = load_all(args.config)
         factory = _factory(args, configs)
-    except (ConfigFileError, ValueError) as exc:
+    except (ConfigFileError, UnsupportedScenarioError, DeploymentError) as exc:
         print(f"e2e: {exc}", file=sys.stderr)
         return EXIT_USAGE
     base = args.workdir or Path(tempfile.mkdtemp(prefix="data-aggregator-e2e-"))

@@ -1,0 +1,78 @@
+"""The fast subset of the end-to-end scenarios, through the same runner as ``make e2e``.
+
+Each test runs one scenario file against the embedded pipeline with the real handler and fails on any
+violated invariant; the full set (large file, backlog, concurrency, kills, chaos) runs with
+``make e2e``. Latency and memory are reported by the runner, never asserted here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from data_aggregator.clients import BundlePublisher
+from data_aggregator.core import BuiltBundle
+from e2e_tests.cli import main
+from e2e_tests.config import load_config
+from e2e_tests.local import LocalTarget
+from e2e_tests.runner import ScenarioResult, run_scenario
+
+CONFIGS = Path(__file__).resolve().parents[2] / "e2e_tests" / "configs"
+FAST = ("special-keys", "poison", "versioned-overwrite", "missing-object", "faults-smoke")
+
+
+def run(name: str, workdir: Path, *, drain_timeout_seconds: float | None = None) -> ScenarioResult:
+    config = load_config(CONFIGS / f"{name}.json")
+    if drain_timeout_seconds is not None:
+        config = config.model_copy(update={"drain_timeout_seconds": drain_timeout_seconds})
+    return run_scenario(config, LocalTarget, workdir, status=io.StringIO())
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_fast_scenarios_keep_every_invariant(name: str, tmp_path: Path) -> None:
+    result = run(name, tmp_path)
+    assert result.problems == []
+    figures = result.figures
+    assert figures.files_delivered == figures.files_expected > 0
+    assert figures.duplicates_excused == 0
+    if name == "poison":
+        assert figures.dead_letters == figures.dead_letters_expected == 6
+    if name == "missing-object":
+        assert figures.files_uploaded - figures.files_expected == 10
+    if name == "faults-smoke":
+        # Every rule fired exactly at its chosen calls: the faults really happened and were survived.
+        config = load_config(CONFIGS / f"{name}.json")
+        wanted = [len(rule.at_calls or []) for rule in config.faults]
+        assert [count.injected for count in result.findings.faults] == wanted
+        assert figures.archive_only == 1  # the bundle whose Distribution write failed for good
+
+
+def test_the_command_line_runs_a_scenario_and_prints_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--config", str(CONFIGS / "single-file.json"), "--workdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    row = next(line for line in out.splitlines() if line.startswith("single-file "))
+    assert row.split()[1:4] == ["PASS", "1/1", "1"]
+    assert "RESULT: PASS - 1 of 1 scenario(s) passed" in out
+
+
+def test_a_pipeline_that_acknowledges_without_publishing_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sabotage: bundles go to Archive only, yet every message is acknowledged. The runner must say so."""
+    real_put = BundlePublisher.put
+
+    def archive_only(self: BundlePublisher, bucket: str, key: str, bundle: BuiltBundle) -> None:
+        if bucket != os.environ["DISTRIBUTION_BUCKET_NAME"]:
+            real_put(self, bucket, key, bundle)
+
+    monkeypatch.setattr(BundlePublisher, "put", archive_only)
+    result = run("single-file", tmp_path, drain_timeout_seconds=8)  # the file never arrives: do not wait long
+    assert not result.passed
+    assert any("file(s) lost" in problem for problem in result.problems)
+    assert any("never reached Distribution" in problem for problem in result.problems)

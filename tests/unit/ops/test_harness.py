@@ -1,0 +1,37 @@
+"""Sandbox harness helpers: summing the handler's EMF output, re-announcing an uploaded object."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from data_aggregator.events import parse_message
+from data_aggregator.sandbox.harness import metric_totals, s3_event_body
+from data_aggregator.sandbox.uploader import UploadedFile
+
+
+def emf(**values: float | list[float]) -> str:
+    metrics = [{"Name": name, "Unit": "Count"} for name in values]
+    directive = {"Namespace": "DataAggregator", "Dimensions": [["service"]], "Metrics": metrics}
+    return json.dumps({"_aws": {"Timestamp": 0, "CloudWatchMetrics": [directive]}, "service": "x", **values})
+
+
+def test_metric_totals_sum_every_emf_line_and_skip_the_rest() -> None:
+    lines = [
+        emf(FilesBundled=3, ObjectsMissing=1),
+        '{"level": "INFO", "message": "bundle published"}',
+        "not json at all",
+        '{"_aws": "broken"}',
+        emf(FilesBundled=[2, 5]),
+    ]
+    assert metric_totals(lines) == {"FilesBundled": 10.0, "ObjectsMissing": 1.0}
+
+
+def test_a_re_announcement_names_the_same_object_as_the_original() -> None:
+    upload = UploadedFile(key="a b/ü+%.json", size=7, sha256="0" * 64, etag="abc", version_id="v1", uploaded_at=0.0)
+    when = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    emulator_shaped = parse_message(s3_event_body(upload, "landing", "eu-west-1", when)).objects[0]
+    assert (emulator_shaped.key, emulator_shaped.etag, emulator_shaped.version_id) == ("a b/ü+%.json", "abc", None)
+    aws_shaped = parse_message(s3_event_body(upload, "landing", "eu-west-1", when, with_version=True)).objects[0]
+    assert aws_shaped.version_id == "v1"
+    assert aws_shaped.object_id != emulator_shaped.object_id  # identity follows the shape of the original
