@@ -57,15 +57,26 @@ def load_all(paths: Sequence[Path]) -> list[ScenarioConfig]:
     return configs
 
 
-def _factory(args: argparse.Namespace, configs: Sequence[ScenarioConfig]) -> TargetFactory:
+def runnable_on_aws(configs: Sequence[ScenarioConfig]) -> tuple[list[ScenarioConfig], list[str]]:
+    """The scenarios a deployment can run, and a line for each one it cannot (they need the local target)."""
+    runnable = [config for config in configs if not config.local_only]
+    skipped = [
+        f"{config.name}: uses {', '.join(config.local_only)}; run it with --target local"
+        for config in configs
+        if config.local_only
+    ]
+    if not runnable:
+        raise UnsupportedScenarioError("no scenario can run on a deployment: " + "; ".join(skipped))
+    return runnable, skipped
+
+
+def _factory(args: argparse.Namespace) -> TargetFactory:
     if args.target == "local":
         from e2e_tests.local import LocalTarget  # noqa: PLC0415 - needs the emulator only when used
 
         return LocalTarget
     if not args.env:
         raise UnsupportedScenarioError("the aws target needs --env (an environment under infra/environments)")
-    for config in configs:
-        AwsTarget.check(config)
     deployment = read_deployment(args.env)
 
     def make(config: ScenarioConfig, workdir: Path) -> AwsTarget:
@@ -77,9 +88,12 @@ def _factory(args: argparse.Namespace, configs: Sequence[ScenarioConfig]) -> Tar
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
+    skipped: list[str] = []
     try:
         configs = load_all(args.config)
-        factory = _factory(args, configs)
+        if args.target == "aws":
+            configs, skipped = runnable_on_aws(configs)
+        factory = _factory(args)
     except (ConfigFileError, UnsupportedScenarioError, DeploymentError) as exc:
         print(f"e2e: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -99,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result.workdir = None
     passed = all(result.passed for result in results)
     print(render(results))
+    for line in skipped:
+        print(f"skipped on the aws target: {line}")
     if passed and not args.keep_workdir and args.workdir is None:
         shutil.rmtree(base, ignore_errors=True)
         print(f"total time {time.monotonic() - started:.0f} s")

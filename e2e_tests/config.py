@@ -217,7 +217,11 @@ class ScenarioConfig(_Strict):
 
     @property
     def local_only(self) -> list[str]:
-        """Features that need the local target (the handler in this process), named for the error."""
+        """What only the local target can do (the handler in this process), named for the refusal.
+
+        Checks that merely cannot be read on a deployment (handler metrics, this process's memory)
+        are skipped there with a note instead.
+        """
         needs = []
         if self.faults:
             needs.append("faults")
@@ -225,8 +229,6 @@ class ScenarioConfig(_Strict):
             needs.append("kills")
         if self.processing.handler_env:
             needs.append("processing.handler_env")
-        if self.expect.metrics:
-            needs.append("expect.metrics")
         return needs
 
     @property

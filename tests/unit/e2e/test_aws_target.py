@@ -116,6 +116,9 @@ def test_a_plan_keeps_the_run_apart_and_waits_as_long_as_the_deployment_needs() 
     backlog = plan(scenario(processing={"start": "after_uploads"}), deployment(), max_receive_count=3, run_id="r")
     assert backlog.pause_mapping
 
+    measured = plan(scenario(expect={"metrics": {"FilesBundled": 3}}), deployment(), max_receive_count=3, run_id="r")
+    assert any("expect.metrics is checked on the local target only" in note for note in measured.notes)
+
 
 def test_local_only_scenarios_are_refused_with_the_reason() -> None:
     kills = scenario(kills=[{"point": "after_claim", "at_calls": [1]}], processing={"handler_env": {"LOG_LEVEL": "X"}})

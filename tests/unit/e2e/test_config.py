@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from e2e_tests.cli import load_all, main
+from e2e_tests.cli import load_all, main, runnable_on_aws
 from e2e_tests.config import ConfigFileError, load_config
 
 CONFIGS = Path(__file__).resolve().parents[3] / "e2e_tests" / "configs"
@@ -153,6 +153,18 @@ def test_the_command_line_refuses_bad_input_before_running_anything(
     assert "faults.0.kind" in capsys.readouterr().err
     local_only = write(tmp_path, {**MINIMAL, "kills": [{"point": "after_claim", "at_calls": [1]}]}, "k.json")
     assert main(["--config", str(local_only), "--target", "aws", "--env", "dev"]) == 2
-    assert "uses kills: run it with --target local" in capsys.readouterr().err
+    assert "no scenario can run on a deployment: minimal: uses kills; run it with --target local" in (
+        capsys.readouterr().err
+    )
     assert main(["--config", str(write(tmp_path, MINIMAL, "m.json")), "--target", "aws"]) == 2
     assert "needs --env" in capsys.readouterr().err
+
+
+def test_on_a_deployment_local_only_scenarios_are_skipped_and_named() -> None:
+    configs = load_all(sorted(CONFIGS.glob("*.json")))
+    runnable, skipped = runnable_on_aws(configs)
+    names = {config.name for config in runnable}
+    assert {"single-file", "poison", "backlog", "idempotency", "large-file"} <= names
+    assert {"chaos", "faults-smoke", "kill-points", "bundle-split"}.isdisjoint(names)
+    assert "chaos: uses faults, kills; run it with --target local" in skipped
+    assert len(runnable) + len(skipped) == len(configs)
