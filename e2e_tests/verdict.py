@@ -6,8 +6,9 @@ and the same rules judge the local and the AWS target:
 * every uploaded object (not deleted on purpose) is in exactly one verified Distribution bundle with
   its own bytes, and that bundle is in Archive with the same bytes;
 * a second copy is excused only when the first came from an invocation killed between the
-  Distribution write and the commit (or whose Distribution write's answer was lost): counted, never
-  hidden;
+  Distribution write and the commit: counted, never hidden. A copy left by a Distribution write whose
+  answer was lost after every retry is the same window reached without a kill: it fails the run, with
+  that diagnosis;
 * no bundle is empty or corrupt, in Distribution or left behind in Archive;
 * the dead-letter queue holds exactly the poison messages, and nothing else is left in the queue;
 * the scenario's own expectations (bundle counts, limits, compression, memory, handler metrics).
@@ -78,23 +79,27 @@ def _listed(items: Sequence[str]) -> str:
     return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
-def duplicates(reconciliation: Reconciliation, excused_bundles: set[str]) -> tuple[int, list[str]]:
-    """(excused extra copies, files duplicated without excuse).
+def duplicates(
+    reconciliation: Reconciliation, killed: set[str], unconfirmed: set[str]
+) -> tuple[int, list[str], list[str]]:
+    """(extra copies excused by kills, files doubled by lost write answers, files doubled without excuse).
 
-    A file may sit in any number of excused bundles (a killed invocation's Distribution write) but in
-    at most one other.
+    A file may sit in any number of bundles written by killed invocations, but in at most one other.
     """
     excused = 0
+    lost_answer: list[str] = []
     unexcused: list[str] = []
     for label, bundle_keys in sorted(reconciliation.placements.items()):
         if len(bundle_keys) < 2:
             continue
-        regular = [key for key in bundle_keys if key not in excused_bundles]
-        if len(regular) > 1:
-            unexcused.append(label)
-        else:
+        regular = [key for key in bundle_keys if key not in killed]
+        if len(regular) <= 1:
             excused += len(bundle_keys) - 1
-    return excused, unexcused
+        elif len([key for key in regular if key not in unconfirmed]) <= 1:
+            lost_answer.append(label)
+        else:
+            unexcused.append(label)
+    return excused, lost_answer, unexcused
 
 
 def dead_letter_problems(found: Sequence[str], expected: Sequence[str]) -> list[str]:
@@ -151,13 +156,24 @@ def figures_of(config: ScenarioConfig, evidence: Evidence, excused: int) -> Figu
 
 def judge(config: ScenarioConfig, evidence: Evidence, settings: Settings | None) -> tuple[list[str], Figures]:
     """Every violated invariant or expectation, in words, and the figures."""
-    problems: list[str] = []
-    r = evidence.reconciliation
     findings = evidence.findings
-    excused_bundles = set(findings.killed_bundles) | set(findings.unconfirmed_writes)
-    excused, unexcused = duplicates(r, excused_bundles)
+    excused, lost_answer, unexcused = duplicates(
+        evidence.reconciliation, set(findings.killed_bundles), set(findings.unconfirmed_writes)
+    )
     figures = figures_of(config, evidence, excused)
+    problems = delivery_problems(evidence, lost_answer, unexcused)
+    problems += storage_problems(config, evidence)
+    problems += dead_letter_problems(evidence.dead_letters, evidence.expected_dead_letters)
+    if settings is not None:
+        problems += limit_problems(evidence.consumed, settings)[:MAX_LISTED]
+    problems += expectation_problems(config, figures, findings)
+    return problems, figures
 
+
+def delivery_problems(evidence: Evidence, lost_answer: list[str], unexcused: list[str]) -> list[str]:
+    """Files lost, doubled, changed or invented; uploads that failed; a run that never settled."""
+    r = evidence.reconciliation
+    problems = []
     if not evidence.drained:
         problems.append("the pipeline did not drain within the drain timeout")
     if evidence.upload_failures:
@@ -168,11 +184,25 @@ def judge(config: ScenarioConfig, evidence: Evidence, settings: Settings | None)
         problems.append(
             f"{len(unexcused)} file(s) in more than one bundle without a kill to excuse it: {_listed(unexcused)}"
         )
+    if lost_answer:
+        problems.append(
+            f"{len(lost_answer)} file(s) published twice after a Distribution write whose answer was lost on every "
+            f"attempt (the handler took it for a failure and released the claims): {_listed(lost_answer)}"
+        )
     if r.altered:
         problems.append(f"{len(r.altered)} file(s) delivered with other bytes: {_listed(r.altered)}")
     if r.unexpected:
         problems.append(f"{len(r.unexpected)} unexpected file(s) in bundles: {_listed(r.unexpected)}")
-    problems.extend(f"bundle rejected by the consumer: {item}" for item in evidence.rejected[:MAX_LISTED])
+    if evidence.new_bundles_after_redelivery:
+        problems.append(
+            f"delivering every notification again produced {evidence.new_bundles_after_redelivery} new bundle(s)"
+        )
+    return problems
+
+
+def storage_problems(config: ScenarioConfig, evidence: Evidence) -> list[str]:
+    """Bad, empty or stray bundles; an Archive copy that differs; messages left in the queue."""
+    problems = [f"bundle rejected by the consumer: {item}" for item in evidence.rejected[:MAX_LISTED]]
     empty = [bundle.key for bundle in evidence.consumed if not bundle.files]
     if empty:
         problems.append(f"{len(empty)} empty bundle(s) published: {_listed(empty)}")
@@ -188,15 +218,7 @@ def judge(config: ScenarioConfig, evidence: Evidence, settings: Settings | None)
     visible, in_flight = evidence.queue_left
     if visible or in_flight:
         problems.append(f"the queue still holds {visible} visible and {in_flight} in-flight message(s)")
-    problems.extend(dead_letter_problems(evidence.dead_letters, evidence.expected_dead_letters))
-    if evidence.new_bundles_after_redelivery:
-        problems.append(
-            f"delivering every notification again produced {evidence.new_bundles_after_redelivery} new bundle(s)"
-        )
-    if settings is not None:
-        problems.extend(limit_problems(evidence.consumed, settings)[:MAX_LISTED])
-    problems.extend(expectation_problems(config, figures, findings))
-    return problems, figures
+    return problems
 
 
 def expectation_problems(config: ScenarioConfig, figures: Figures, findings: TargetFindings) -> list[str]:

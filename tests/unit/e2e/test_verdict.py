@@ -77,20 +77,25 @@ def test_versions_of_one_key_are_told_apart() -> None:
     assert any("lost: 'k (version v1)'" in p for p in judge(config(), only_v2, None)[0])
 
 
-def test_duplicates_are_excused_only_by_killed_or_unconfirmed_bundles() -> None:
+def test_duplicates_are_excused_only_by_killed_bundles() -> None:
     uploads = [upload("x"), upload("y")]
     bundles = [bundle("killed", ("x", "a")), bundle("retry", ("x", "a"), ("y", "a")), bundle("again", ("y", "a"))]
     r = reconcile(uploads, bundles, LANDING)
-    assert duplicates(r, {"killed"}) == (1, ["y"])
-    assert duplicates(r, {"killed", "again"}) == (2, [])
-    assert duplicates(r, set()) == (0, ["x", "y"])
+    assert duplicates(r, {"killed"}, set()) == (1, [], ["y"])
+    assert duplicates(r, {"killed", "again"}, set()) == (2, [], [])
+    assert duplicates(r, set(), set()) == (0, [], ["x", "y"])
+    assert duplicates(r, {"killed"}, {"again"}) == (1, ["y"], [])
 
     found = evidence(uploads, bundles, findings=TargetFindings(killed_bundles=["killed"]))
     problems, figures = judge(config(), found, None)
     assert figures.duplicates_excused == 1
     assert problems == ["1 file(s) in more than one bundle without a kill to excuse it: 'y'"]
+    # A lost answer to a Distribution write is the same window without a kill: diagnosed, not excused.
     found.findings = TargetFindings(killed_bundles=["killed"], unconfirmed_writes=["again"])
-    assert judge(config(), found, None)[0] == []
+    assert judge(config(), found, None)[0] == [
+        "1 file(s) published twice after a Distribution write whose answer was lost on every attempt "
+        "(the handler took it for a failure and released the claims): 'y'"
+    ]
 
 
 def test_the_dead_letter_queue_must_hold_exactly_the_poison() -> None:
