@@ -43,6 +43,13 @@ def prefetch_into_bundle(opener: ObjectOpener, objects: Sequence[SourceObject], 
         return writer.finish()
 
 
+def bundle_size(opener: ObjectOpener, objects: Sequence[SourceObject], settings: Settings) -> int:
+    """Bundle and throw away; the size proves the work was done and gives the ratio."""
+    bundle = prefetch_into_bundle(opener, objects, settings)
+    bundle.close()
+    return bundle.size
+
+
 class MemoryObject:
     """An open object served from memory in S3-sized chunks."""
 

@@ -28,7 +28,7 @@ from isal import igzip, isal_zlib
 
 from benchmarks import corpus
 from benchmarks.common import GB, MB, Result, Sample, Scale, Table, Target, default_settings, measure
-from benchmarks.pipeline import MemoryOpener, new_writer, prefetch_into_bundle
+from benchmarks.pipeline import MemoryOpener, bundle_size, new_writer
 from data_aggregator.config import Settings
 from data_aggregator.models import SourceObject
 
@@ -189,9 +189,7 @@ def bundle_writer(loaded: Loaded, settings: Settings) -> int:
 def prefetched(loaded: Loaded, settings: Settings) -> int:
     """The service's inner loop: ordered prefetch from memory feeding the writer; returns bytes out."""
     by_key = dict(zip((o.key for o in loaded.objects), loaded.data, strict=True))
-    bundle = prefetch_into_bundle(MemoryOpener(by_key, settings.fetch_chunk_bytes), loaded.objects, settings)
-    bundle.close()
-    return bundle.size
+    return bundle_size(MemoryOpener(by_key, settings.fetch_chunk_bytes), loaded.objects, settings)
 
 
 def naive_tarfile(loaded: Loaded, level: int) -> int:
