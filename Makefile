@@ -7,7 +7,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 RUN := $(UV) run --frozen
 SYNCED := .venv/.synced
 
-.PHONY: help bootstrap test lint fmt
+.PHONY: help bootstrap test lint fmt build
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -22,12 +22,16 @@ bootstrap: $(SYNCED) ## Install uv (if missing) and the locked environment
 test: $(SYNCED) ## Run the whole offline suite (unit, integration, fast e2e, smoke benchmarks)
 	$(RUN) pytest --cov --cov-report=term
 
-lint: $(SYNCED) ## ruff, mypy --strict and bandit
+lint: $(SYNCED) ## ruff, mypy --strict, bandit, terraform fmt and checkov over infra/
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy --strict
 	$(RUN) bandit -q -c pyproject.toml -r src
+	./infra/check.sh
 
 fmt: $(SYNCED) ## Apply ruff's formatting and safe fixes
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
+
+build: ## Build dist/lambda.zip (python3.13, arm64); ARCH=x86_64 builds dist/lambda-x86_64.zip
+	./build.sh --arch $(or $(ARCH),arm64)

@@ -111,7 +111,8 @@ class S3ObjectStream:
         self._sleep = sleep
         self.size = int(response["ContentLength"])
         self.etag: str | None = response.get("ETag", "").strip('"') or None
-        self.version_id: str | None = response.get("VersionId") or None
+        version = response.get("VersionId")
+        self.version_id: str | None = version if version and version != "null" else None
         self.resumes = 0
 
     def chunks(self) -> Iterator[bytes]:

@@ -167,7 +167,7 @@ class Aggregator:
                 batch.held_by_us[object_id] = obj
             elif result.status is ClaimStatus.DUPLICATE:
                 batch.report.duplicates += 1
-                logger.info(
+                logger.debug(
                     "duplicate skipped",
                     extra={"bucket": obj.bucket, "key": obj.key, "bundle_key": result.bundle_key},
                 )
@@ -221,7 +221,14 @@ class Aggregator:
                     added.append(outcome.obj)
             if not added:
                 return  # everything was missing, failed or left over: never publish an empty bundle
-            bundle = writer.finish()
+            try:
+                bundle = writer.finish()
+            except OSError as exc:  # /tmp full while sealing: nothing of it may be published
+                batch.report.bundles_abandoned += 1
+                batch.fail_unsettled(
+                    group, BundleAbandonedError(f"bundle abandoned: {exc}", operation="bundle", cause=exc)
+                )
+                return
         key = bundle_key(settings.bundle_prefix, created_at, bundle_id)
         try:
             published = self._publish(batch, key, bundle, added)

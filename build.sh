@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Builds the Lambda deployment package: dist/lambda.zip for python3.13 on arm64 (Graviton).
+#
+# Only the locked runtime dependencies (uv export --no-dev, no extras) and the package source go in,
+# installed from manylinux binary wheels for the target platform, so the zip built on an x86_64 laptop
+# or CI runner is the one that runs on Lambda. The zip is reproducible: entries are sorted, every
+# timestamp is fixed and permissions are normalised, so the same lock and source give the same SHA-256.
+#
+# Usage: ./build.sh [--arch arm64|x86_64] [--output PATH]
+#   LAMBDA_ARCH and LAMBDA_ZIP set the same from the environment (flags win).
+#   The default output is dist/lambda.zip for arm64 and dist/lambda-x86_64.zip for x86_64.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+root="$(pwd)"
+
+arch="${LAMBDA_ARCH:-arm64}"
+output="${LAMBDA_ZIP:-}"
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --arch) arch="${2:?--arch needs a value}"; shift 2 ;;
+        --arch=*) arch="${1#*=}"; shift ;;
+        --output) output="${2:?--output needs a value}"; shift 2 ;;
+        --output=*) output="${1#*=}"; shift ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "build.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+case "$arch" in
+    arm64|aarch64) arch=arm64; platform=aarch64-manylinux2014; default_output=dist/lambda.zip ;;
+    x86_64|amd64) arch=x86_64; platform=x86_64-manylinux2014; default_output=dist/lambda-x86_64.zip ;;
+    *) echo "build.sh: --arch must be arm64 or x86_64 (got '$arch')" >&2; exit 2 ;;
+esac
+output="${output:-$default_output}"
+[[ "$output" = /* ]] || output="$root/$output"
+
+# `uv run` exports UV (its own path); otherwise take the one on PATH.
+uv="${UV:-$(command -v uv || true)}"
+if [[ -z "$uv" ]] || ! "$uv" --version >/dev/null 2>&1; then
+    echo "build.sh: uv is required (make bootstrap installs it)" >&2
+    exit 1
+fi
+python="${PYTHON:-python3}"  # any Python 3 works: it only prunes and zips
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+stage="$work/package"
+mkdir -p "$stage" "$(dirname "$output")"
+
+# Runtime dependencies exactly as locked, with their hashes; the project itself is copied below.
+"$uv" export --frozen --no-dev --no-emit-project --format requirements-txt --quiet \
+    --output-file "$work/requirements.txt"
+
+# --no-deps: the export is already the full, resolved set; nothing else may sneak in.
+"$uv" pip install --quiet --no-config --no-deps --require-hashes \
+    --python-version 3.13 --python-platform "$platform" --only-binary=:all: \
+    --no-compile --target "$stage" -r "$work/requirements.txt"
+
+cp -R src/data_aggregator "$stage/data_aggregator"
+
+# The zip is written by Python so that order, timestamps and modes are under our control.
+"$python" - "$stage" "$output" <<'PY'
+"""Prune what Lambda never reads, then write a deterministic zip."""
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+stage, output = Path(sys.argv[1]), Path(sys.argv[2])
+
+# Console scripts, caches, type stubs and installer bookkeeping are dead weight in a function. A
+# dist-info folder keeps what importlib.metadata and licence compliance need: METADATA, entry points,
+# top_level.txt and the licence files.
+KEEP_METADATA = {"METADATA", "entry_points.txt", "top_level.txt"}
+LICENCE_PREFIXES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
+
+
+def unwanted(rel: Path, is_dir: bool) -> bool:
+    top, name = rel.parts[0], rel.name
+    if top == "bin" or name == ".lock" or top.endswith("-stubs"):
+        return True
+    if top.endswith(".dist-info") and len(rel.parts) > 1:
+        if len(rel.parts) == 2:
+            return not (name in KEEP_METADATA or name.startswith(LICENCE_PREFIXES) or name == "licenses")
+        return rel.parts[1] != "licenses"
+    if is_dir:
+        return name == "__pycache__"
+    return rel.suffix in {".pyc", ".pyo", ".pyi"}
+
+
+for path in sorted(stage.rglob("*"), reverse=True):
+    if not path.exists() and not path.is_symlink():
+        continue
+    rel = path.relative_to(stage)
+    if unwanted(rel, path.is_dir()):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+# 1980-01-01 is the earliest time a zip can record; any fixed value would do.
+epoch = (1980, 1, 1, 0, 0, 0)
+files = sorted((p for p in stage.rglob("*") if p.is_file()), key=lambda p: p.relative_to(stage).as_posix())
+output.unlink(missing_ok=True)
+with zipfile.ZipFile(output, "w") as archive:
+    for path in files:
+        rel = path.relative_to(stage).as_posix()
+        info = zipfile.ZipInfo(rel, date_time=epoch)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.create_system = 3  # Unix, so external_attr below is read as a mode
+        info.external_attr = 0o100644 << 16  # regular file, rw-r--r--: Lambda only reads and dlopens
+
+        archive.writestr(info, path.read_bytes(), compresslevel=9)
+PY
+
+size=$(wc -c <"$output" | tr -d ' ')
+if command -v sha256sum >/dev/null 2>&1; then
+    digest=$(sha256sum "$output" | cut -d' ' -f1)
+else
+    digest=$(shasum -a 256 "$output" | cut -d' ' -f1)
+fi
+unpacked=$("$python" -c 'import sys, zipfile; print(sum(i.file_size for i in zipfile.ZipFile(sys.argv[1]).infolist()))' "$output")
+echo "built ${output#"$root"/} (python3.13, $arch)"
+echo "size: $size bytes zipped, $unpacked bytes unzipped (Lambda limit: 262144000 unzipped)"
+echo "sha256: $digest"

@@ -1,0 +1,359 @@
+# The four buckets share one hardened baseline (for_each below): public access blocked, ACLs disabled
+# (BucketOwnerEnforced), versioning, default encryption and a policy that refuses plain HTTP and TLS
+# older than 1.2. What differs per bucket (who may write, lifecycle) is spelled out after the baseline.
+
+locals {
+  # Server access logging can only deliver to a bucket encrypted with SSE-S3, hence no key for it.
+  bucket_kms_keys = {
+    landing      = aws_kms_key.landing.arn
+    archive      = aws_kms_key.archive.arn
+    distribution = aws_kms_key.distribution.arn
+    access_logs  = null
+  }
+  logged_buckets = toset(["landing", "archive", "distribution"])
+  bucket_rules = {
+    landing      = data.aws_iam_policy_document.landing_rules.json
+    archive      = data.aws_iam_policy_document.archive_rules.json
+    distribution = data.aws_iam_policy_document.distribution_rules.json
+    access_logs  = data.aws_iam_policy_document.access_logs_rules.json
+  }
+}
+
+resource "aws_s3_bucket" "this" {
+  for_each = local.bucket_names
+  #checkov:skip=CKV_AWS_144:Single-region by design (SPEC); Archive durability comes from S3 itself, versioning and the version-deletion deny. Cross-region replication is an optional add-on described in infra/README.md.
+  #checkov:skip=CKV2_AWS_62:Only Landing's events drive the pipeline (aws_s3_bucket_notification.landing); Archive, Distribution and the log bucket have no event consumer.
+  #checkov:skip=CKV_AWS_18:The access-log bucket does not log into itself (that would loop); the three data buckets log to it through aws_s3_bucket_logging.this.
+  #checkov:skip=CKV2_AWS_61:Every bucket has its own lifecycle configuration below (landing, archive, distribution, access_logs); the graph check cannot follow references into for_each instances. tests/infra asserts each one exists and aborts incomplete multipart uploads.
+  #checkov:skip=CKV_AWS_145:The access-log bucket must use SSE-S3: S3 server access logging cannot deliver to an SSE-KMS bucket. The data buckets use customer-managed KMS keys.
+  bucket        = each.value
+  force_destroy = false
+}
+
+resource "aws_s3_bucket_public_access_block" "this" {
+  for_each = aws_s3_bucket.this
+
+  bucket                  = each.value.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "this" {
+  for_each = aws_s3_bucket.this
+
+  bucket = each.value.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "this" {
+  for_each = aws_s3_bucket.this
+
+  bucket = each.value.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
+  for_each = aws_s3_bucket.this
+
+  bucket = each.value.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = local.bucket_kms_keys[each.key] == null ? "AES256" : "aws:kms"
+      kms_master_key_id = local.bucket_kms_keys[each.key]
+    }
+    # S3 Bucket Keys cut KMS requests (and cost) by orders of magnitude at 864k objects a day.
+    bucket_key_enabled = local.bucket_kms_keys[each.key] != null
+  }
+}
+
+resource "aws_s3_bucket_logging" "this" {
+  for_each = local.logged_buckets
+
+  bucket        = aws_s3_bucket.this[each.key].id
+  target_bucket = aws_s3_bucket.this["access_logs"].id
+  target_prefix = "${each.key}/"
+}
+
+data "aws_iam_policy_document" "bucket" {
+  for_each = local.bucket_names
+
+  source_policy_documents = [local.bucket_rules[each.key]]
+
+  statement {
+    sid     = "DenyInsecureTransport"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = [aws_s3_bucket.this[each.key].arn, "${aws_s3_bucket.this[each.key].arn}/*"]
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid     = "DenyTlsOlderThan12"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = [aws_s3_bucket.this[each.key].arn, "${aws_s3_bucket.this[each.key].arn}/*"]
+    condition {
+      test     = "NumericLessThan"
+      variable = "s3:TlsVersion"
+      values   = ["1.2"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "this" {
+  for_each = aws_s3_bucket.this
+
+  bucket = each.value.id
+  policy = data.aws_iam_policy_document.bucket[each.key].json
+
+  # The policy may only land once public-access blocks are in place.
+  depends_on = [aws_s3_bucket_public_access_block.this]
+}
+
+# --- Per-bucket access rules ------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "landing_rules" {
+  # SPEC R1: uploads come from the third party's address ranges only...
+  statement {
+    sid     = "DenyUploadsFromOtherAddresses"
+    effect  = "Deny"
+    actions = ["s3:PutObject"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+    condition {
+      test     = "NotIpAddress"
+      variable = "aws:SourceIp"
+      values   = var.uploader_source_cidrs
+    }
+  }
+
+  # ...and through the uploader role only, whatever other IAM policies in the account allow.
+  statement {
+    sid     = "DenyUploadsByAnyoneButTheUploader"
+    effect  = "Deny"
+    actions = ["s3:PutObject"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:PrincipalArn"
+      values   = [aws_iam_role.uploader.arn]
+    }
+  }
+
+  statement {
+    sid     = "DenyConsumer"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    principals {
+      type        = "AWS"
+      identifiers = [aws_iam_role.consumer.arn]
+    }
+    resources = [aws_s3_bucket.this["landing"].arn, "${aws_s3_bucket.this["landing"].arn}/*"]
+  }
+}
+
+data "aws_iam_policy_document" "archive_rules" {
+  # Archive is the authoritative copy: no principal may delete a version. Lifecycle expiry of
+  # noncurrent versions is not subject to bucket policies and still runs.
+  statement {
+    sid     = "DenyVersionDeletion"
+    effect  = "Deny"
+    actions = ["s3:DeleteObjectVersion"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = ["${aws_s3_bucket.this["archive"].arn}/*"]
+  }
+
+  statement {
+    sid     = "DenyConsumerAndUploader"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    principals {
+      type        = "AWS"
+      identifiers = [aws_iam_role.consumer.arn, aws_iam_role.uploader.arn]
+    }
+    resources = [aws_s3_bucket.this["archive"].arn, "${aws_s3_bucket.this["archive"].arn}/*"]
+  }
+}
+
+data "aws_iam_policy_document" "distribution_rules" {
+  statement {
+    sid     = "DenyUploader"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    principals {
+      type        = "AWS"
+      identifiers = [aws_iam_role.uploader.arn]
+    }
+    resources = [aws_s3_bucket.this["distribution"].arn, "${aws_s3_bucket.this["distribution"].arn}/*"]
+  }
+}
+
+data "aws_iam_policy_document" "access_logs_rules" {
+  statement {
+    sid     = "S3ServerAccessLogDelivery"
+    effect  = "Allow"
+    actions = ["s3:PutObject"]
+    principals {
+      type        = "Service"
+      identifiers = ["logging.s3.amazonaws.com"]
+    }
+    resources = ["${aws_s3_bucket.this["access_logs"].arn}/*"]
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = [for key in local.logged_buckets : aws_s3_bucket.this[key].arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+# --- Lifecycle (SPEC N7) ------------------------------------------------------------------------------
+
+resource "aws_s3_bucket_lifecycle_configuration" "landing" {
+  bucket = aws_s3_bucket.this["landing"].id
+
+  rule {
+    id     = "expire-uploads"
+    status = "Enabled"
+    filter {}
+    expiration {
+      days = var.landing_retention_days
+    }
+    # An overwritten version may still be waiting in the queue (up to 4 days): keep it as long.
+    noncurrent_version_expiration {
+      noncurrent_days = var.landing_retention_days
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  rule {
+    id     = "remove-expired-delete-markers"
+    status = "Enabled"
+    filter {}
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "archive" {
+  bucket = aws_s3_bucket.this["archive"].id
+
+  rule {
+    id     = "deep-archive"
+    status = "Enabled"
+    filter {}
+    transition {
+      days          = var.archive_deep_archive_after_days
+      storage_class = "DEEP_ARCHIVE"
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = var.archive_noncurrent_expiration_days
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "distribution" {
+  bucket = aws_s3_bucket.this["distribution"].id
+
+  # Current objects never expire here: the consumer deletes them, and the backlog alarms watch the rest.
+  rule {
+    id     = "expire-consumed-versions"
+    status = "Enabled"
+    filter {}
+    noncurrent_version_expiration {
+      noncurrent_days = var.distribution_noncurrent_expiration_days
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  rule {
+    id     = "remove-expired-delete-markers"
+    status = "Enabled"
+    filter {}
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
+  bucket = aws_s3_bucket.this["access_logs"].id
+
+  rule {
+    id     = "expire-logs"
+    status = "Enabled"
+    filter {}
+    expiration {
+      days = var.access_log_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 30
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
+# --- Landing events to the queue ----------------------------------------------------------------------
+
+resource "aws_s3_bucket_notification" "landing" {
+  bucket = aws_s3_bucket.this["landing"].id
+
+  queue {
+    id        = "object-created"
+    queue_arn = aws_sqs_queue.events.arn
+    events    = ["s3:ObjectCreated:*"]
+  }
+
+  # S3 validates the destination when the notification is saved: the queue must already accept it.
+  depends_on = [aws_sqs_queue_policy.events]
+}

@@ -1,0 +1,120 @@
+# The aggregator function, its event source mapping and alias, and the distribution-backlog monitor.
+# Names and ARNs of the network and the stateful resources come from the remote state of
+# 01-network and 02-stateful-resources, so this component never repeats a name.
+
+locals {
+  component    = "03-application"
+  name         = "${var.project}-${var.environment}"
+  account_id   = data.aws_caller_identity.current.account_id
+  region       = data.aws_region.current.region
+  state_region = coalesce(var.state_region, var.aws_region)
+  zip_path     = coalesce(var.lambda_zip_path, "${path.root}/../../../dist/lambda.zip")
+
+  network  = data.terraform_remote_state.network.outputs
+  stateful = data.terraform_remote_state.stateful.outputs
+
+  aggregator_name = "${local.name}-aggregator"
+  monitor_name    = "${local.name}-monitor"
+
+  # Exactly the names of data_aggregator.config.Settings (SPEC §3) plus Powertools' own variables.
+  aggregator_environment = {
+    ARCHIVE_BUCKET_NAME          = local.stateful.bucket_names["archive"]
+    DISTRIBUTION_BUCKET_NAME     = local.stateful.bucket_names["distribution"]
+    IDEMPOTENCY_TABLE_NAME       = local.stateful.table_name
+    DYNAMODB_TTL_ATTRIBUTE       = local.stateful.ttl_attribute
+    IDEMPOTENCY_TTL_DAYS         = tostring(var.idempotency_ttl_days)
+    BUNDLE_PREFIX                = var.bundle_prefix
+    MAX_FILES_PER_BUNDLE         = tostring(var.max_files_per_bundle)
+    MAX_BUNDLE_INPUT_BYTES       = tostring(var.max_bundle_input_bytes)
+    MAX_OBJECT_BYTES             = tostring(var.max_object_bytes)
+    SPOOL_MEMORY_BYTES           = tostring(var.spool_memory_bytes)
+    FETCH_CONCURRENCY            = tostring(var.fetch_concurrency)
+    COMPRESSION_LEVEL            = tostring(var.compression_level)
+    TIMEOUT_RESERVE_SECONDS      = tostring(var.timeout_reserve_seconds)
+    CLAIM_LEASE_SECONDS          = tostring(var.claim_lease_seconds)
+    LOG_LEVEL                    = var.log_level
+    POWERTOOLS_SERVICE_NAME      = "data-aggregator"
+    POWERTOOLS_METRICS_NAMESPACE = "DataAggregator"
+  }
+
+  monitor_environment = {
+    DISTRIBUTION_BUCKET_NAME     = local.stateful.bucket_names["distribution"]
+    LOG_LEVEL                    = var.log_level
+    POWERTOOLS_SERVICE_NAME      = "data-aggregator"
+    POWERTOOLS_METRICS_NAMESPACE = "DataAggregator"
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+data "aws_region" "current" {}
+
+data "terraform_remote_state" "network" {
+  backend = "s3"
+  config = {
+    bucket = var.state_bucket
+    key    = "${var.project}/${var.environment}/01-network.tfstate"
+    region = local.state_region
+  }
+}
+
+data "terraform_remote_state" "stateful" {
+  backend = "s3"
+  config = {
+    bucket = var.state_bucket
+    key    = "${var.project}/${var.environment}/02-stateful-resources.tfstate"
+    region = local.state_region
+  }
+}
+
+# --- Network: HTTPS out to the VPC endpoints only, nothing in -----------------------------------------
+
+resource "aws_security_group" "functions" {
+  name        = "${local.name}-functions"
+  description = "Aggregator and monitor: HTTPS to the VPC endpoints only"
+  vpc_id      = local.network.vpc_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "s3" {
+  security_group_id = aws_security_group.functions.id
+  description       = "HTTPS to S3 through the gateway endpoint"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = local.network.s3_prefix_list_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "dynamodb" {
+  security_group_id = aws_security_group.functions.id
+  description       = "HTTPS to DynamoDB through the gateway endpoint"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = local.network.dynamodb_prefix_list_id
+}
+
+# Terraform drops null outputs from state, hence try(): no interface endpoints, no rule.
+resource "aws_vpc_security_group_egress_rule" "interface_endpoints" {
+  count = try(local.network.interface_endpoint_cidr, null) == null ? 0 : 1
+
+  security_group_id = aws_security_group.functions.id
+  description       = "HTTPS to the VPC's interface endpoints (X-Ray)"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = local.network.interface_endpoint_cidr
+}
+
+# --- Logs (created before the functions so Lambda never creates an unencrypted, unexpiring group) -----
+
+resource "aws_cloudwatch_log_group" "aggregator" {
+  name              = "/aws/lambda/${local.aggregator_name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = local.stateful.kms_key_arns["pipeline"]
+}
+
+resource "aws_cloudwatch_log_group" "monitor" {
+  name              = "/aws/lambda/${local.monitor_name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = local.stateful.kms_key_arns["pipeline"]
+}

@@ -1,0 +1,4 @@
+# Variables every component declares.
+project     = "data-aggregator"
+environment = "dev"
+aws_region  = "eu-west-1"
