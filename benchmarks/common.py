@@ -162,7 +162,7 @@ def percentile(values: Sequence[float], pct: float) -> float:
     if not values:
         return math.nan
     ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    rank = max(1, math.ceil(pct * len(ordered) / 100 - 1e-9))  # 99.9% of 1,000 is rank 999, not 1,000
     return ordered[min(rank, len(ordered)) - 1]
 
 
