@@ -7,7 +7,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 RUN := $(UV) run --frozen
 SYNCED := .venv/.synced
 
-.PHONY: help bootstrap test lint fmt build bench
+.PHONY: help bootstrap demo test lint fmt build bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -18,6 +18,9 @@ $(SYNCED): pyproject.toml uv.lock
 	@touch $@
 
 bootstrap: $(SYNCED) ## Install uv (if missing) and the locked environment
+
+demo: $(SYNCED) ## The whole pipeline on an embedded AWS emulator, with a report (DEMO_ARGS="--rate 20 ...")
+	$(RUN) data-aggregator demo $(DEMO_ARGS)
 
 test: $(SYNCED) ## Run the whole offline suite (unit, integration, fast e2e, smoke benchmarks)
 	$(RUN) pytest --cov --cov-report=term

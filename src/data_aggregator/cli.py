@@ -1,0 +1,414 @@
+"""The ``data-aggregator`` console script: demo, replay, verify and consume.
+
+Subcommand modules are imported only when their subcommand runs, so ``verify`` works on a host that
+lacks the demo's optional dependencies, and nothing here is ever on the Lambda function's path.
+
+Exit codes: 0 success, 1 a check failed or work could not be done, 2 bad usage or configuration,
+3 (replay) Glacier restores still pending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+PROG = "data-aggregator"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """A command line that cannot work; reported in one line with exit code 2."""
+
+
+def _s3_client(args: argparse.Namespace) -> S3Client:
+    session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+    config = Config(retries={"mode": "standard", "max_attempts": 8})
+    return session.client("s3", endpoint_url=args.endpoint_url, config=config)
+
+
+def _add_aws_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("AWS connection (defaults: the standard AWS_* environment)")
+    group.add_argument("--profile", help="named profile from the shared AWS config")
+    group.add_argument("--region", help="AWS region")
+    group.add_argument("--endpoint-url", help="S3 endpoint (AWS_ENDPOINT_URL also works)")
+
+
+def _env_default(name: str, fallback: str | None = None) -> str | None:
+    return os.environ.get(name) or fallback
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+# -- demo ------------------------------------------------------------------------------------------
+
+
+def _demo_parser(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on an embedded AWS emulator and report",
+        description="Upload synthetic files to an emulated Landing bucket, run the real handler behind an "
+        "emulated SQS event source mapping, consume and verify every bundle, and report loss, duplicates, "
+        "DLQ depth and latency. Exits 1 if any file was lost or any check failed.",
+    )
+    p.add_argument("--rate", type=_positive_float, default=10.0, help="files per second (default 10)")
+    p.add_argument("--count", type=_non_negative_int, help="files to upload (default 900 unless --duration)")
+    p.add_argument("--duration", type=_positive_float, help="seconds to keep uploading")
+    p.add_argument("--batch-size", type=int, default=100, help="ESM batch size (default 100)")
+    p.add_argument("--window", type=float, default=5.0, help="ESM batching window in seconds (default 5)")
+    p.add_argument("--function-timeout", type=float, default=15.0, help="emulated Lambda timeout (default 15 s)")
+    p.add_argument(
+        "--claim-lease",
+        type=int,
+        default=45,
+        help="CLAIM_LEASE_SECONDS (default 45; the handler extends a lease shorter than timeout + 30 s)",
+    )
+    p.add_argument(
+        "--visibility-timeout", type=int, default=50, help="queue visibility timeout, above the lease (default 50 s)"
+    )
+    p.add_argument("--max-receive-count", type=int, default=2, help="receives before redrive to the DLQ (default 2)")
+    p.add_argument("--pollers", type=int, default=1, help="concurrent ESM pollers (default 1)")
+    p.add_argument("--poison", type=_non_negative_int, default=2, help="malformed messages to inject (default 2)")
+    p.add_argument(
+        "--duplicates",
+        type=_non_negative_int,
+        default=6,
+        help="duplicate notifications to inject (default 6)",
+    )
+    p.add_argument("--large-every", type=_non_negative_int, default=50, help="one large file in N (0: none)")
+    p.add_argument("--seed", type=int, default=1, help="seed for the synthetic content")
+    p.add_argument("--drain-timeout", type=_positive_float, default=240.0, help="max wait after the last upload")
+    p.add_argument("--workdir", type=Path, help="keep logs and extracted files here")
+    p.add_argument("--keep-workdir", action="store_true", help="keep the temporary work directory")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from data_aggregator.sandbox.demo import DemoOptions, run_demo  # noqa: PLC0415
+    from data_aggregator.sandbox.emulator import EmulatorUnavailableError  # noqa: PLC0415
+    from data_aggregator.sandbox.uploader import SizeMix  # noqa: PLC0415
+
+    count = args.count if args.count is not None or args.duration is not None else 900
+    try:
+        options = DemoOptions(
+            rate=args.rate,
+            count=count,
+            duration=args.duration,
+            batch_size=args.batch_size,
+            window_seconds=args.window,
+            function_timeout_seconds=args.function_timeout,
+            claim_lease_seconds=args.claim_lease,
+            visibility_timeout=args.visibility_timeout,
+            max_receive_count=args.max_receive_count,
+            pollers=args.pollers,
+            poison=args.poison,
+            duplicates=args.duplicates,
+            seed=args.seed,
+            mix=SizeMix(large_every=args.large_every),
+            drain_timeout_seconds=args.drain_timeout,
+            workdir=args.workdir,
+            keep_workdir=args.keep_workdir,
+        )
+        report = run_demo(options)
+    except (ValueError, EmulatorUnavailableError) as exc:
+        raise UsageError(str(exc)) from None
+    print(report.render())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+# -- replay ----------------------------------------------------------------------------------------
+
+
+def _replay_parser(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="copy bundles from Archive back to Distribution (restoring from Glacier first)",
+        description="Select bundles in the Archive bucket by key, prefix or hour range and copy them to "
+        "Distribution, verifying each copy's SHA-256. Archived bundles get a restore request and are copied "
+        "once restored (--wait keeps polling). Safe to run again: delivered bundles are skipped. "
+        "Exit 0 done, 1 failures, 3 restores still pending.",
+    )
+    p.add_argument("--archive-bucket", default=_env_default("ARCHIVE_BUCKET_NAME"), help="$ARCHIVE_BUCKET_NAME")
+    p.add_argument(
+        "--distribution-bucket",
+        default=_env_default("DISTRIBUTION_BUCKET_NAME"),
+        help="$DISTRIBUTION_BUCKET_NAME",
+    )
+    p.add_argument("--key", action="append", default=[], help="bundle key (repeatable)")
+    p.add_argument("--prefix", help="every bundle under this key prefix")
+    p.add_argument("--since", help="bundles filed from this UTC hour on (ISO-8601)")
+    p.add_argument("--until", help="bundles filed before this time (ISO-8601, exclusive)")
+    p.add_argument("--bundle-prefix", default=_env_default("BUNDLE_PREFIX", "bundles/"), help="key prefix of bundles")
+    p.add_argument("--tier", choices=("Bulk", "Standard", "Expedited"), default="Bulk", help="restore tier")
+    p.add_argument("--restore-days", type=int, default=7, help="days a restored copy stays readable (default 7)")
+    p.add_argument("--wait", action="store_true", help="poll until every restore finished and copy")
+    p.add_argument("--poll-interval", type=_positive_float, default=300.0, help="seconds between passes")
+    p.add_argument("--wait-timeout", type=_positive_float, help="give up waiting after this many seconds")
+    p.add_argument("--dry-run", action="store_true", help="report what would happen; change nothing")
+    _add_aws_options(p)
+    p.set_defaults(run=_run_replay)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from data_aggregator.ops.replay import Outcome, Replayer, parse_time  # noqa: PLC0415
+
+    if not args.archive_bucket or not args.distribution_bucket:
+        raise UsageError(
+            "give --archive-bucket and --distribution-bucket (or set ARCHIVE_BUCKET_NAME and DISTRIBUTION_BUCKET_NAME)"
+        )
+    if not (args.key or args.prefix or args.since or args.until):
+        raise UsageError("select bundles with --key, --prefix, or --since/--until")
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+        replayer = Replayer(
+            _s3_client(args),
+            args.archive_bucket,
+            args.distribution_bucket,
+            tier=args.tier,
+            restore_days=args.restore_days,
+            dry_run=args.dry_run,
+        )
+        keys = replayer.select(
+            keys=args.key, prefix=args.prefix, since=since, until=until, bundle_prefix=args.bundle_prefix
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    def progress(index: int, total: int, outcome: Outcome) -> None:
+        print(f"[{index}/{total}] {outcome.action.value} {outcome.key}", file=sys.stderr, flush=True)
+
+    if not keys:
+        print(f"{PROG} replay: no bundle in {args.archive_bucket} matches the selection", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{len(keys)} bundle(s) selected", file=sys.stderr)
+    report = replayer.run(
+        keys,
+        wait=args.wait,
+        poll_interval=args.poll_interval,
+        wait_timeout=args.wait_timeout,
+        on_outcome=progress,
+    )
+    print(report.render())
+    return report.exit_code()
+
+
+# -- verify ----------------------------------------------------------------------------------------
+
+
+def _verify_parser(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check bundles (S3 objects or local files) against their SHA-256 and manifest",
+        description="For each bundle: whole-object SHA-256 against the content-sha256 metadata (S3) or "
+        "--sha256 / a .sha256 sidecar (local file), member names and types, and every manifest entry "
+        "against its member's bytes. Exit 1 on any mismatch.",
+    )
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="s3://bucket/key or a local .tar.gz file")
+    p.add_argument("--sha256", help="expected SHA-256 of a single local file")
+    p.add_argument("--version-id", help="S3 object version (single S3 target only)")
+    p.add_argument("--json", action="store_true", help="print one JSON report per line")
+    p.add_argument("--members", action="store_true", help="list every member with its digest")
+    _add_aws_options(p)
+    p.set_defaults(run=_run_verify)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from data_aggregator.ops.bundles import BundleReport  # noqa: PLC0415
+    from data_aggregator.ops.hashing import parse_s3_uri  # noqa: PLC0415
+    from data_aggregator.ops.verify import verify_local_bundle, verify_s3_bundle  # noqa: PLC0415
+
+    if (args.sha256 or args.version_id) and len(args.targets) != 1:
+        raise UsageError("--sha256 and --version-id apply to a single target")
+    s3: S3Client | None = None
+    reports: list[BundleReport] = []
+    for target in args.targets:
+        try:
+            if target.startswith("s3://"):
+                location = parse_s3_uri(target)
+                s3 = s3 or _s3_client(args)
+                reports.append(verify_s3_bundle(s3, location.bucket, location.key, args.version_id))
+            elif args.version_id:
+                raise UsageError("--version-id applies to an S3 target only")
+            else:
+                reports.append(verify_local_bundle(Path(target), args.sha256))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    for report in reports:
+        print(json.dumps(report.to_dict()) if args.json else report.render(verbose=args.members))
+    failed = sum(not report.ok for report in reports)
+    if not args.json and len(reports) > 1:
+        print(f"{len(reports) - failed} of {len(reports)} bundle(s) OK")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# -- consume ---------------------------------------------------------------------------------------
+
+
+def _consume_parser(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "consume",
+        help="the reference on-prem consumer: download, verify, extract, delete",
+        description="Poll the Distribution bucket; for each bundle download it, verify it, extract it safely "
+        "under TARGET/<YYYY>/<MM>/<DD>/<HH>/<bundle id>/, optionally upload the files to an S3-compatible "
+        "store, and only then delete it. Restart-safe and at-least-once. Forwarding credentials come from "
+        "UPLOAD_AWS_ACCESS_KEY_ID and UPLOAD_AWS_SECRET_ACCESS_KEY or --upload-profile.",
+    )
+    p.add_argument(
+        "--bucket",
+        default=_env_default("DISTRIBUTION_BUCKET_NAME"),
+        help="Distribution bucket ($DISTRIBUTION_BUCKET_NAME)",
+    )
+    p.add_argument("--prefix", default=_env_default("BUNDLE_PREFIX", "bundles/"), help="bundle key prefix")
+    p.add_argument("--target", type=Path, required=True, help="directory to extract into")
+    p.add_argument("--once", action="store_true", help="consume what is there now, then exit")
+    p.add_argument("--interval", type=_positive_float, default=10.0, help="seconds between polls (default 10)")
+    p.add_argument("--max-bundles", type=int, help="stop after this many bundles")
+    p.add_argument("--no-fsync", action="store_true", help="skip fsync before deleting (faster, less safe)")
+    up = p.add_argument_group("forwarding to an S3-compatible store (optional)")
+    up.add_argument("--upload-endpoint", help="endpoint URL, e.g. https://minio.example.internal:9000")
+    up.add_argument("--upload-bucket", help="bucket to upload the extracted files into")
+    up.add_argument("--upload-prefix", default="", help="key prefix for uploaded files")
+    up.add_argument("--upload-region", default="us-east-1", help="region name the store expects")
+    up.add_argument("--upload-profile", help="named profile holding the store's credentials")
+    _add_aws_options(p)
+    p.set_defaults(run=_run_consume)
+
+
+def _forwarding_client(args: argparse.Namespace) -> S3Client:
+    if args.upload_profile:
+        session = boto3.session.Session(profile_name=args.upload_profile, region_name=args.upload_region)
+    else:
+        key_id = os.environ.get("UPLOAD_AWS_ACCESS_KEY_ID")
+        secret = os.environ.get("UPLOAD_AWS_SECRET_ACCESS_KEY")
+        if not key_id or not secret:
+            raise UsageError(
+                "forwarding needs credentials: set UPLOAD_AWS_ACCESS_KEY_ID and UPLOAD_AWS_SECRET_ACCESS_KEY "
+                "or pass --upload-profile"
+            )
+        session = boto3.session.Session(
+            aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=args.upload_region
+        )
+    config = Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 8})
+    return session.client("s3", endpoint_url=args.upload_endpoint, config=config)
+
+
+def _run_consume(args: argparse.Namespace) -> int:
+    from data_aggregator.ops.consume import BundleForwarder, Consumer, PollResult  # noqa: PLC0415
+
+    if not args.bucket:
+        raise UsageError("give --bucket (or set DISTRIBUTION_BUCKET_NAME)")
+    if bool(args.upload_endpoint) != bool(args.upload_bucket):
+        raise UsageError("forwarding needs both --upload-endpoint and --upload-bucket")
+    forwarder = (
+        BundleForwarder(_forwarding_client(args), args.upload_bucket, args.upload_prefix)
+        if args.upload_bucket
+        else None
+    )
+    consumer = Consumer(
+        _s3_client(args),
+        args.bucket,
+        args.target,
+        prefix=args.prefix,
+        forwarder=forwarder,
+        durable=not args.no_fsync,
+    )
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        print(f"signal {signum}: finishing the current bundle, then stopping", file=sys.stderr)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    def report(result: PollResult) -> None:
+        for bundle in result.consumed:
+            print(f"consumed {bundle.key}: {len(bundle.files)} file(s) -> {bundle.directory}", flush=True)
+        for rejected in result.rejected:
+            print(f"REJECTED {rejected.key} (left in the bucket): {'; '.join(rejected.problems)}", flush=True)
+        for error in result.errors:
+            print(f"retry later: {error}", file=sys.stderr, flush=True)
+
+    totals = consumer.run(stop, interval=args.interval, once=args.once, max_bundles=args.max_bundles, on_poll=report)
+    print(
+        f"{len(totals.consumed)} bundle(s) consumed, {len(totals.rejected)} rejected, {len(totals.errors)} error(s)",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if totals.rejected or totals.errors else EXIT_OK
+
+
+# -- entry point -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command line (also used by the docs tests)."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Operate and demonstrate the data-aggregator pipeline.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _demo_parser(sub)
+    _replay_parser(sub)
+    _verify_parser(sub)
+    _consume_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        code: int = args.run(args)
+    except UsageError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NoCredentialsError:
+        print(
+            f"{PROG} {args.command}: error: no AWS credentials found (set a profile or AWS_* variables)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except (ClientError, BotoCoreError) as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,604 @@
+"""``data-aggregator demo``: the whole pipeline on one machine, with a verdict at the end.
+
+The embedded emulator stands in for AWS; the real handler runs in-process behind the emulated event
+source mapping; the reference consumer empties Distribution. Everything the uploader wrote is then
+reconciled against what the consumer extracted: a file counts as bundled only when a verified bundle
+held it with the uploader's own SHA-256, exactly once. Deliberate faults are injected so that the run
+also proves the unhappy paths: a few poison messages must end in the dead-letter queue, and duplicate
+notifications for already-bundled files must not produce duplicate files.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, redirect_stdout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import quote_plus
+
+from data_aggregator.models import utc_timestamp
+from data_aggregator.ops.consume import ConsumedBundle, Consumer
+from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA
+from data_aggregator.sandbox.emulator import Clients, Emulator
+from data_aggregator.sandbox.esm import EventSourceMapping, Handler, MappingSettings
+from data_aggregator.sandbox.progress import StatusLine
+from data_aggregator.sandbox.provision import (
+    Environment,
+    QueueSettings,
+    ResourceNames,
+    provision,
+    queue_depth,
+)
+from data_aggregator.sandbox.uploader import REGULAR_KEY_PREFIX, SizeMix, SyntheticUploader, UploadedFile
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "data-aggregator"
+LATENCY_TARGETS = ((0.95, 120.0), (0.999, 180.0))  # SPEC N1: landing -> Distribution
+POISON_BODIES = ("this body is not JSON", '{"Records": "not a list"}', "[1, 2, 3]", '{"unexpected": "shape"}')
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """Everything ``data-aggregator demo`` lets you change."""
+
+    rate: float = 10.0
+    count: int | None = 900
+    duration: float | None = None
+    batch_size: int = 100
+    window_seconds: float = 5.0
+    function_timeout_seconds: float = 15.0
+    claim_lease_seconds: int = 45
+    visibility_timeout: int = 50
+    max_receive_count: int = 2
+    pollers: int = 1
+    poison: int = 2
+    duplicates: int = 6
+    seed: int = 1
+    mix: SizeMix = field(default_factory=SizeMix)
+    drain_timeout_seconds: float = 240.0
+    consumer_interval_seconds: float = 0.5
+    workdir: Path | None = None
+    keep_workdir: bool = False
+    environment_name: str = "dev"
+
+    def __post_init__(self) -> None:
+        if not self.function_timeout_seconds < self.claim_lease_seconds < self.visibility_timeout:
+            raise ValueError(
+                "need function timeout < claim lease < visibility timeout so that a crashed invocation's "
+                f"claims expire before SQS redelivers (got {self.function_timeout_seconds} s, "
+                f"{self.claim_lease_seconds} s, {self.visibility_timeout} s)"
+            )
+        if self.poison < 0 or self.duplicates < 0:
+            raise ValueError("poison and duplicates must be >= 0")
+        if self.pollers < 1:
+            raise ValueError("need at least one poller")
+        self.mapping_settings()  # fail before the emulator starts, not half-way through a run
+        QueueSettings(visibility_timeout=self.visibility_timeout, max_receive_count=self.max_receive_count)
+
+    def mapping_settings(self, region: str = "us-east-1") -> MappingSettings:
+        """The emulated event source mapping and function configuration for this run."""
+        return MappingSettings(
+            batch_size=self.batch_size,
+            batching_window_seconds=self.window_seconds,
+            function_timeout_seconds=self.function_timeout_seconds,
+            region=region,
+        )
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (0 for no values): the smallest value covering ``fraction`` of them."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(round(fraction * len(ordered), 9)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass(slots=True)
+class Reconciliation:
+    """Uploads matched against the files found in verified bundles."""
+
+    uploaded: int = 0
+    bundled: int = 0
+    missing: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    altered: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No file lost, doubled, invented or changed."""
+        return not (self.missing or self.duplicated or self.unexpected or self.altered)
+
+
+def reconcile(uploaded: Sequence[UploadedFile], bundles: Sequence[ConsumedBundle], landing: str) -> Reconciliation:
+    """Match every uploaded file to the bundle entries that hold it (by bucket, key and SHA-256)."""
+    result = Reconciliation(uploaded=len(uploaded))
+    by_key = {upload.key: upload for upload in uploaded}
+    seen: Counter[str] = Counter()
+    for bundle in bundles:
+        for entry in bundle.files:
+            upload = by_key.get(entry.key) if entry.bucket == landing else None
+            if upload is None:
+                result.unexpected.append(f"{entry.bucket}/{entry.key}")
+                continue
+            if entry.sha256 != upload.sha256 or entry.size != upload.size:
+                result.altered.append(entry.key)
+                continue
+            seen[entry.key] += 1
+            if seen[entry.key] == 1:
+                result.latencies.append(max(0.0, bundle.first_seen - upload.uploaded_at))
+    result.bundled = len(seen)
+    result.missing = sorted(key for key in by_key if key not in seen)
+    result.duplicated = sorted(key for key, times in seen.items() if times > 1)
+    return result
+
+
+@dataclass(slots=True)
+class DemoReport:
+    """The verdict of one demo run."""
+
+    options: DemoOptions
+    reconciliation: Reconciliation
+    bundles: int = 0
+    bytes_bundled: int = 0
+    bytes_uploaded: int = 0
+    large_files: int = 0
+    odd_keys: int = 0
+    archive_problems: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    upload_failures: list[str] = field(default_factory=list)
+    distribution_left: int = 0
+    dlq_depth: int = 0
+    dlq_unexpected: list[str] = field(default_factory=list)
+    invocations: int = 0
+    invocation_seconds: list[float] = field(default_factory=list)
+    failed_messages: int = 0
+    invocation_errors: int = 0
+    poison_sent: int = 0
+    duplicates_sent: int = 0
+    drained: bool = True
+    elapsed_seconds: float = 0.0
+    workdir: Path | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        """Every failed check, in words."""
+        r = self.reconciliation
+        found: list[str] = []
+        if r.missing:
+            found.append(f"{len(r.missing)} file(s) lost, e.g. {r.missing[:3]}")
+        if r.duplicated:
+            found.append(f"{len(r.duplicated)} file(s) delivered more than once, e.g. {r.duplicated[:3]}")
+        if r.altered:
+            found.append(f"{len(r.altered)} file(s) delivered with different bytes, e.g. {r.altered[:3]}")
+        if r.unexpected:
+            found.append(f"{len(r.unexpected)} unexpected file(s) in bundles, e.g. {r.unexpected[:3]}")
+        if self.upload_failures:
+            found.append(f"{len(self.upload_failures)} upload(s) to Landing failed: {self.upload_failures[:2]}")
+        found.extend(f"rejected by the consumer: {item}" for item in self.rejected[:5])
+        found.extend(self.archive_problems[:5])
+        if self.distribution_left:
+            found.append(f"{self.distribution_left} bundle(s) left unconsumed in Distribution")
+        if self.dlq_depth != self.poison_sent:
+            found.append(f"DLQ holds {self.dlq_depth} message(s), expected the {self.poison_sent} poison message(s)")
+        found.extend(f"DLQ holds a real event: {body:.120}" for body in self.dlq_unexpected[:3])
+        if not self.drained:
+            found.append("the pipeline did not drain within the drain timeout")
+        for fraction, target in LATENCY_TARGETS:
+            measured = percentile(r.latencies, fraction)
+            if measured > target:
+                found.append(f"latency p{fraction * 100:g} is {measured:.1f} s, above the {target:g} s target")
+        return found
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return not self.problems
+
+    def render(self) -> str:
+        """The closing report."""
+        r = self.reconciliation
+        o = self.options
+        lat = r.latencies
+        lines = [
+            "data-aggregator demo report",
+            "=" * 60,
+            f"settings        rate {o.rate:g}/s, batch size {o.batch_size}, window {o.window_seconds:g} s, "
+            f"timeout {o.function_timeout_seconds:g} s, visibility {o.visibility_timeout} s, "
+            f"maxReceiveCount {o.max_receive_count}",
+            f"elapsed         {self.elapsed_seconds:.1f} s",
+            f"files uploaded  {r.uploaded} ({self.bytes_uploaded:,} bytes; {self.large_files} large, "
+            f"{self.odd_keys} with awkward keys)",
+            f"files bundled   {r.bundled}",
+            f"files missing   {len(r.missing)}",
+            f"files duplicate {len(r.duplicated)}  ({self.duplicates_sent} duplicate notifications injected)",
+            f"files altered   {len(r.altered)}",
+            f"bundles         {self.bundles} written and consumed, {self.bytes_bundled:,} bytes",
+            f"invocations     {self.invocations} ({self.failed_messages} message failures reported, "
+            f"{self.invocation_errors} failed invocations; duration p50 "
+            f"{percentile(self.invocation_seconds, 0.5):.1f} s, max {max(self.invocation_seconds, default=0.0):.1f} s)",
+            f"DLQ depth       {self.dlq_depth} (expected {self.poison_sent}: injected poison messages)",
+            "latency         landing -> Distribution: "
+            f"p50 {percentile(lat, 0.50):.1f} s, p95 {percentile(lat, 0.95):.1f} s, "
+            f"p99 {percentile(lat, 0.99):.1f} s, max {max(lat, default=0.0):.1f} s "
+            "(targets: p95 <= 120 s, p99.9 <= 180 s)",
+            "verification    "
+            + (
+                "every bundle: SHA-256 = content-sha256, members = manifest, same digest in Archive"
+                if not (self.rejected or self.archive_problems)
+                else f"{len(self.rejected)} bundle(s) rejected, {len(self.archive_problems)} archive problem(s)"
+            ),
+        ]
+        if self.workdir is not None:
+            lines.append(f"work directory  {self.workdir} (handler log: handler.log)")
+        lines.append("-" * 60)
+        if self.ok:
+            lines.append("RESULT: PASS - zero loss, zero duplicates, every check passed")
+        else:
+            lines.append("RESULT: FAIL")
+            lines.extend(f"  - {problem}" for problem in self.problems)
+        return "\n".join(lines)
+
+
+class _StdoutRouter(io.TextIOBase):
+    """Sends the handler's stdout (Powertools logs and EMF metrics) to a file during a run.
+
+    Powertools' Logger keeps the stream it found at import time, so the router stays valid after the
+    run and then forwards to whatever ``sys.stdout`` is.
+    """
+
+    def __init__(self) -> None:
+        self.target: TextIO | None = None
+
+    def write(self, text: str, /) -> int:
+        target = self.target or sys.stdout
+        if target is self:
+            target = sys.__stdout__ or sys.stderr
+        return target.write(text)
+
+    def flush(self) -> None:
+        if self.target is not None:
+            self.target.flush()
+
+
+_ROUTER = _StdoutRouter()
+
+
+@contextmanager
+def _handler_logs_to_router(service: str) -> Iterator[None]:
+    """Point the function's log handlers at the router for the run, whenever they were created.
+
+    A handler module imported earlier (by another caller in the same process) holds the stream it
+    found then; without this, its logs would bypass the log file and scribble over the progress line.
+    """
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for name in (service, "data_aggregator"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream not in (_ROUTER, sys.stderr):
+                swapped.append((handler, handler.setStream(_ROUTER)))
+    try:
+        yield
+    finally:
+        for handler, previous in swapped:
+            handler.setStream(previous)
+
+
+@contextmanager
+def _patched_environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def handler_settings(environment: Environment, options: DemoOptions, emulator: Emulator) -> dict[str, str]:
+    """The function's environment as Terraform would set it, pointed at the emulator."""
+    return {
+        **emulator.environment(),
+        **environment.handler_environment(),
+        "CLAIM_LEASE_SECONDS": str(options.claim_lease_seconds),
+        # The guard's reserve must fit the emulated timeout, or a short timeout would start no work.
+        "TIMEOUT_RESERVE_SECONDS": f"{max(0.5, min(10.0, options.function_timeout_seconds / 4)):g}",
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": "DataAggregator",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def load_handler() -> Handler:
+    """Import the real Lambda handler (after the environment points at the emulator)."""
+    module = importlib.import_module("data_aggregator.app")  # only now: it reads the environment
+    handler: Handler = module.handler
+    return handler
+
+
+def duplicate_event(upload: UploadedFile, landing: str, region: str, when: datetime) -> str:
+    """An S3 notification for an object that was already announced, shaped like AWS sends it."""
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": region,
+                    "eventTime": utc_timestamp(when),
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {
+                        "s3SchemaVersion": "1.0",
+                        "configurationId": "demo-duplicate",
+                        "bucket": {"name": landing, "arn": f"arn:aws:s3:::{landing}"},
+                        "object": {
+                            "key": quote_plus(upload.key, safe="/"),
+                            "size": upload.size,
+                            "eTag": upload.etag,
+                        },
+                    },
+                }
+            ]
+        }
+    )
+
+
+class _Run:
+    """One demo run's moving parts, so that the steps below stay small."""
+
+    def __init__(self, options: DemoOptions, clients: Clients, environment: Environment, workdir: Path) -> None:
+        self.options = options
+        self.clients = clients
+        self.environment = environment
+        self.workdir = workdir
+        self.consumed: list[ConsumedBundle] = []
+        self.rejected: list[str] = []
+        self.lock = threading.Lock()
+        self.stop_consumer = threading.Event()
+
+    def on_consumed(self, bundle: ConsumedBundle) -> None:
+        with self.lock:
+            self.consumed.append(bundle)
+
+    def consumer_loop(self, consumer: Consumer) -> None:
+        while not self.stop_consumer.is_set():
+            try:
+                result = consumer.poll_once()
+            except Exception:  # a consumer bug must show up as undelivered files, not a silent stop
+                log.exception("consumer poll failed")
+                self.stop_consumer.wait(1.0)
+                continue
+            with self.lock:
+                self.rejected.extend(f"{item.key}: {'; '.join(item.problems)}" for item in result.rejected)
+            self.stop_consumer.wait(self.options.consumer_interval_seconds)
+
+    def bundled_keys(self) -> set[str]:
+        with self.lock:
+            return {entry.key for bundle in self.consumed for entry in bundle.files}
+
+    def status(self, started: float, uploader: SyntheticUploader, esm: EventSourceMapping, planned: str) -> str:
+        visible, in_flight = queue_depth(self.clients, self.environment.queue_url)
+        dlq, _ = queue_depth(self.clients, self.environment.dlq_url)
+        with self.lock:
+            bundles = len(self.consumed)
+            files = sum(len(bundle.files) for bundle in self.consumed)
+        return (
+            f"[{time.monotonic() - started:6.1f}s] uploaded {len(uploader.uploaded)}/{planned}  "
+            f"bundled {files}  bundles {bundles}  queue {visible}+{in_flight} in flight  "
+            f"invocations {esm.stats.invocations}  DLQ {dlq}"
+        )
+
+    def send_poison(self) -> int:
+        for index in range(self.options.poison):
+            body = POISON_BODIES[index % len(POISON_BODIES)]
+            self.clients.sqs.send_message(QueueUrl=self.environment.queue_url, MessageBody=body)
+        return self.options.poison
+
+    def send_duplicates(self, uploads: Sequence[UploadedFile]) -> int:
+        """Re-announce some files: the earliest (long since bundled) and the latest (maybe in flight)."""
+        count = min(self.options.duplicates, len(uploads))
+        ordered = sorted(uploads, key=lambda upload: upload.uploaded_at)
+        chosen = ordered[: count - count // 2] + (ordered[-(count // 2) :] if count // 2 else [])
+        now = datetime.now(UTC)
+        for upload in chosen:
+            body = duplicate_event(upload, self.environment.names.landing, self.environment.region, now)
+            self.clients.sqs.send_message(QueueUrl=self.environment.queue_url, MessageBody=body)
+        return len(chosen)
+
+    def drained(self, uploads: Sequence[UploadedFile], poison: int) -> bool:
+        if {upload.key for upload in uploads} - self.bundled_keys():
+            return False
+        visible, in_flight = queue_depth(self.clients, self.environment.queue_url)
+        dlq, _ = queue_depth(self.clients, self.environment.dlq_url)
+        return visible == 0 and in_flight == 0 and dlq >= poison
+
+    def dead_letters(self) -> tuple[int, list[str]]:
+        """DLQ depth and the bodies in it that are not the injected poison."""
+        depth, _ = queue_depth(self.clients, self.environment.dlq_url)
+        unexpected: list[str] = []
+        response = self.clients.sqs.receive_message(
+            QueueUrl=self.environment.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=1
+        )
+        unexpected.extend(
+            message["Body"] for message in response.get("Messages", []) if message["Body"] not in POISON_BODIES
+        )
+        return depth, unexpected
+
+    def archive_problems(self) -> list[str]:
+        """Each consumed bundle must exist in Archive under the same key with the same digest (R5)."""
+        problems: list[str] = []
+        for bundle in self.consumed:
+            try:
+                head = self.clients.s3.head_object(Bucket=self.environment.names.archive, Key=bundle.key)
+            except Exception as exc:  # reported as a failed check
+                problems.append(f"archive copy of {bundle.key} unreadable: {exc}")
+                continue
+            digest = head.get("Metadata", {}).get(CONTENT_SHA256_METADATA)
+            if digest != bundle.sha256:
+                problems.append(f"archive copy of {bundle.key} has content-sha256 {digest}, not {bundle.sha256}")
+        return problems
+
+    def distribution_left(self) -> int:
+        response = self.clients.s3.list_objects_v2(Bucket=self.environment.names.distribution)
+        return int(response.get("KeyCount", 0))
+
+
+HandlerFactory = Callable[[Clients, Environment], Handler]
+
+
+def run_demo(
+    options: DemoOptions,
+    *,
+    make_handler: HandlerFactory | None = None,
+    emulator: Emulator | None = None,
+    status: TextIO | None = None,
+) -> DemoReport:
+    """Run the whole pipeline once and return the verdict (the caller prints it).
+
+    ``make_handler`` replaces the real Lambda handler (tests of the sandbox itself use a stand-in);
+    ``emulator`` reuses a running emulator (give each run its own ``environment_name`` then).
+    """
+    started = time.monotonic()
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="data-aggregator-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        if emulator is None:
+            emulator = stack.enter_context(Emulator())
+        handler_log = stack.enter_context((workdir / "handler.log").open("w", encoding="utf-8"))
+        clients = emulator.clients()
+        environment = provision(
+            clients,
+            ResourceNames.for_environment(options.environment_name),
+            QueueSettings(visibility_timeout=options.visibility_timeout, max_receive_count=options.max_receive_count),
+            region=emulator.region,
+        )
+        stack.enter_context(_patched_environ(handler_settings(environment, options, emulator)))
+        stack.callback(setattr, _ROUTER, "target", None)
+        _ROUTER.target = handler_log
+        stack.enter_context(redirect_stdout(_ROUTER))
+        handler = make_handler(clients, environment) if make_handler else load_handler()
+        stack.enter_context(_handler_logs_to_router(os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_NAME)))
+        report = _drive(
+            options=options,
+            clients=clients,
+            environment=environment,
+            workdir=workdir,
+            handler=handler,
+            status_stream=status or sys.stderr,
+            started=started,
+        )
+    report.workdir = workdir
+    if report.ok and not options.keep_workdir and options.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        report.workdir = None
+    return report
+
+
+def _drive(
+    *,
+    options: DemoOptions,
+    clients: Clients,
+    environment: Environment,
+    workdir: Path,
+    handler: Handler,
+    status_stream: TextIO,
+    started: float,
+) -> DemoReport:
+    run = _Run(options, clients, environment, workdir)
+    consumer = Consumer(
+        clients.s3,
+        environment.names.distribution,
+        workdir / "extracted",
+        durable=False,
+        on_consumed=run.on_consumed,
+    )
+    esm = EventSourceMapping(
+        clients.sqs,
+        environment.queue_url,
+        environment.queue_arn,
+        handler,
+        options.mapping_settings(environment.region),
+    )
+    uploader = SyntheticUploader(
+        clients.s3,
+        environment.names.landing,
+        rate=options.rate,
+        count=options.count,
+        duration=options.duration,
+        mix=options.mix,
+        seed=options.seed,
+    )
+    planned = str(uploader.planned) if uploader.planned is not None else "?"
+    line = StatusLine(status_stream)
+    consumer_thread = threading.Thread(target=run.consumer_loop, args=(consumer,), name="consumer", daemon=True)
+    upload_thread = threading.Thread(target=uploader.run, name="uploader-schedule", daemon=True)
+
+    consumer_thread.start()
+    esm.start(options.pollers)
+    poison = run.send_poison()
+    upload_thread.start()
+    while upload_thread.is_alive():
+        line.update(run.status(started, uploader, esm, planned))
+        upload_thread.join(0.5)
+    uploads = list(uploader.uploaded)
+    duplicates = run.send_duplicates(uploads)
+
+    deadline = time.monotonic() + options.drain_timeout_seconds
+    drained = False
+    while time.monotonic() < deadline:
+        line.update(run.status(started, uploader, esm, planned))
+        if run.drained(uploads, poison):
+            drained = True
+            break
+        time.sleep(0.2)
+    esm.stop()
+    run.stop_consumer.set()
+    consumer_thread.join()
+    final = consumer.poll_once()
+    run.rejected.extend(f"{item.key}: {'; '.join(item.problems)}" for item in final.rejected)
+    line.done(run.status(started, uploader, esm, planned))
+
+    dlq_depth, dlq_unexpected = run.dead_letters()
+    return DemoReport(
+        options=options,
+        reconciliation=reconcile(uploads, run.consumed, environment.names.landing),
+        bundles=len(run.consumed),
+        bytes_bundled=sum(bundle.size for bundle in run.consumed),
+        bytes_uploaded=sum(upload.size for upload in uploads),
+        large_files=sum(upload.size >= options.mix.large_min for upload in uploads),
+        odd_keys=sum(not upload.key.startswith(REGULAR_KEY_PREFIX) for upload in uploads),
+        archive_problems=run.archive_problems(),
+        rejected=list(run.rejected),
+        upload_failures=list(uploader.failures),
+        distribution_left=run.distribution_left(),
+        dlq_depth=dlq_depth,
+        dlq_unexpected=dlq_unexpected,
+        invocations=esm.stats.invocations,
+        invocation_seconds=list(esm.stats.durations),
+        failed_messages=esm.stats.failed,
+        invocation_errors=esm.stats.errors,
+        poison_sent=poison,
+        duplicates_sent=duplicates,
+        drained=drained,
+        elapsed_seconds=time.monotonic() - started,
+    )

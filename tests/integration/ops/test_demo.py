@@ -1,0 +1,101 @@
+"""The demo's orchestration end to end, with a contract-honouring stand-in for the handler.
+
+The stand-in lets these tests pin down the sandbox itself (uploader, ESM, consumer, reconciliation,
+DLQ accounting) independently of the production handler, which has its own demo test.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from data_aggregator.sandbox.demo import DemoOptions, run_demo
+from data_aggregator.sandbox.emulator import Clients, Emulator
+from data_aggregator.sandbox.esm import Handler
+from data_aggregator.sandbox.provision import Environment
+from data_aggregator.sandbox.uploader import SizeMix
+from tests.contract_handler import ContractHandler
+from tests.integration.ops.conftest import unique
+
+FAST = {
+    "rate": 200.0,
+    "count": 40,
+    "batch_size": 10,
+    "window_seconds": 0.2,
+    "function_timeout_seconds": 1.0,
+    "claim_lease_seconds": 2,
+    "visibility_timeout": 3,
+    "max_receive_count": 1,
+    "duplicates": 4,
+    "drain_timeout_seconds": 30.0,
+    "consumer_interval_seconds": 0.1,
+    "mix": SizeMix(small_min=10, small_max=3000, large_min=100_000, large_max=200_000, large_every=15, odd_every=3),
+}
+
+
+def contract_handler(clients: Clients, environment: Environment) -> Handler:
+    return ContractHandler(clients.s3, environment.names.archive, environment.names.distribution)
+
+
+def test_demo_passes_with_a_correct_handler(emulator: Emulator, tmp_path: Path) -> None:
+    status = io.StringIO()
+    options = DemoOptions(**FAST, poison=0, workdir=tmp_path, environment_name=unique("demo"))  # type: ignore[arg-type]
+    report = run_demo(options, make_handler=contract_handler, emulator=emulator, status=status)
+    assert report.problems == []
+    assert report.reconciliation.uploaded == 40
+    assert report.reconciliation.bundled == 40
+    assert report.duplicates_sent == 4
+    assert report.dlq_depth == 0
+    assert report.bundles >= 1
+    assert report.distribution_left == 0
+    assert len(report.reconciliation.latencies) == 40
+    assert len(report.invocation_seconds) == report.invocations > 0
+    assert "RESULT: PASS" in report.render()
+    assert "uploaded 40/40" in status.getvalue()
+
+
+class LosingHandler(ContractHandler):
+    """Acknowledges every message but never bundles keys containing a space: silent loss."""
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        kept = [r for r in event["Records"] if "+" not in r["body"]]
+        return super().__call__({"Records": kept}, context)
+
+
+class DuplicatingHandler(ContractHandler):
+    """Forgets what it bundled, so duplicate notifications produce duplicate files."""
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self.done.clear()
+        return super().__call__(event, context)
+
+
+def test_demo_fails_on_loss_and_on_duplicates(emulator: Emulator, tmp_path: Path) -> None:
+    def losing(clients: Clients, environment: Environment) -> Handler:
+        return LosingHandler(clients.s3, environment.names.archive, environment.names.distribution)
+
+    def duplicating(clients: Clients, environment: Environment) -> Handler:
+        return DuplicatingHandler(clients.s3, environment.names.archive, environment.names.distribution)
+
+    options = DemoOptions(
+        **{**FAST, "count": 12, "drain_timeout_seconds": 1.5},  # type: ignore[arg-type]
+        poison=0,
+        workdir=tmp_path / "a",
+        environment_name=unique("lossy"),
+    )
+    lost = run_demo(options, make_handler=losing, emulator=emulator, status=io.StringIO())
+    assert lost.reconciliation.missing
+    assert not lost.ok
+    assert any("file(s) lost" in p for p in lost.problems)
+    assert "RESULT: FAIL" in lost.render()
+
+    options = DemoOptions(
+        **{**FAST, "count": 12},  # type: ignore[arg-type]
+        poison=0,
+        workdir=tmp_path / "b",
+        environment_name=unique("doubled"),
+    )
+    doubled = run_demo(options, make_handler=duplicating, emulator=emulator, status=io.StringIO())
+    assert doubled.reconciliation.duplicated
+    assert any("delivered more than once" in p for p in doubled.problems)

@@ -1,0 +1,74 @@
+"""Command-line validation that needs no AWS, and the live status line."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from data_aggregator.cli import build_parser, main
+from data_aggregator.sandbox.progress import StatusLine
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_status_line_rewrites_in_place_on_a_terminal() -> None:
+    stream = FakeTerminal()
+    line = StatusLine(stream)
+    line.update("uploaded 10/900")
+    line.update("uploaded 9")
+    line.done("done")
+    assert stream.getvalue() == "\ruploaded 10/900\ruploaded 9     \rdone      \n"
+
+
+def test_status_line_prints_periodically_when_piped() -> None:
+    stream = io.StringIO()
+    now = [0.0]
+    line = StatusLine(stream, every=10, clock=lambda: now[0])
+    line.update("a")
+    now[0] = 5
+    line.update("b")
+    now[0] = 10
+    line.update("c")
+    line.done("d")
+    assert stream.getvalue() == "a\nc\nd\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--function-timeout", "60"], "function timeout < claim lease < visibility timeout"),
+        (["demo", "--batch-size", "500", "--window", "0"], "batching window of at least 1 s"),
+        (["verify", "a.tar.gz", "b.tar.gz", "--sha256", "0" * 64], "apply to a single target"),
+        (["verify", "s3://bucket-only"], "S3 URI has no object key"),
+        (["verify", "x.tar.gz", "--sha256", "nothex"], "64 lowercase hex digits"),
+        (["verify", "x.tar.gz", "--version-id", "v1"], "--version-id applies to an S3 target only"),
+        (["replay", "--prefix", "bundles/"], "give --archive-bucket and --distribution-bucket"),
+        (["consume", "--target", "out"], "give --bucket"),
+    ],
+)
+def test_bad_command_lines_exit_2_naming_the_problem(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ARCHIVE_BUCKET_NAME", "DISTRIBUTION_BUCKET_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_argparse_rejects_malformed_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--rate", "-3"])
+    assert exit_info.value.code == 2
+    assert "must be positive, got -3" in capsys.readouterr().err
+
+
+def test_every_subcommand_has_help() -> None:
+    parser = build_parser()
+    for command in ("demo", "replay", "verify", "consume"):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([command, "--help"])
+        assert exit_info.value.code == 0

@@ -1,0 +1,213 @@
+"""Sandbox pieces that need no emulator: ESM response rules, records, uploader content, demo maths."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from data_aggregator.models import ManifestEntry
+from data_aggregator.ops.consume import ConsumedBundle
+from data_aggregator.sandbox.demo import DemoOptions, DemoReport, percentile, reconcile
+from data_aggregator.sandbox.esm import MappingSettings, failed_message_ids, lambda_record
+from data_aggregator.sandbox.provision import QueueSettings
+from data_aggregator.sandbox.uploader import MAX_KEY_BYTES, SizeMix, SyntheticUploader, UploadedFile, generate
+
+IDS = {"m1", "m2", "m3"}
+
+
+@pytest.mark.parametrize(
+    ("response", "failed"),
+    [
+        (None, set()),
+        ({}, set()),
+        ({"batchItemFailures": []}, set()),
+        ({"batchItemFailures": [{"itemIdentifier": "m2"}]}, {"m2"}),
+        ({"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m3"}]}, {"m1", "m3"}),
+        ({"batchItemFailures": [{"itemIdentifier": "unknown"}]}, None),
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, None),
+        ({"batchItemFailures": [{}]}, None),
+        ({"batchItemFailures": "m1"}, None),
+        ("ok", None),
+    ],
+)
+def test_partial_batch_response_rules(response: Any, failed: set[str] | None) -> None:
+    assert failed_message_ids(response, IDS) == failed
+
+
+def test_lambda_record_has_the_sqs_event_shape() -> None:
+    message: Any = {
+        "MessageId": "id-1",
+        "ReceiptHandle": "rh",
+        "Body": "{}",
+        "MD5OfBody": "md5",
+        "Attributes": {
+            "ApproximateReceiveCount": "2",
+            "SentTimestamp": "1",
+            "SenderId": "s",
+            "ApproximateFirstReceiveTimestamp": "3",
+        },
+        "MessageAttributes": {"a": {"DataType": "String", "StringValue": "v"}},
+    }
+    record = lambda_record(message, "arn:aws:sqs:us-east-1:1:q", "us-east-1")
+    assert record == {
+        "messageId": "id-1",
+        "receiptHandle": "rh",
+        "body": "{}",
+        "attributes": {
+            "ApproximateReceiveCount": "2",
+            "SentTimestamp": "1",
+            "SenderId": "s",
+            "ApproximateFirstReceiveTimestamp": "3",
+        },
+        "messageAttributes": {
+            "a": {"stringListValues": [], "binaryListValues": [], "dataType": "String", "stringValue": "v"}
+        },
+        "md5OfBody": "md5",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+        "awsRegion": "us-east-1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch size"),
+        ({"batch_size": 50, "batching_window_seconds": 0}, "batching window of at least 1 s"),
+        ({"batching_window_seconds": 301}, "batching window"),
+        ({"function_timeout_seconds": 901}, "function timeout"),
+    ],
+)
+def test_mapping_settings_reject_what_lambda_rejects(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MappingSettings(**kwargs)
+
+
+def test_queue_settings_validation() -> None:
+    with pytest.raises(ValueError, match="max receive count"):
+        QueueSettings(max_receive_count=0)
+
+
+def test_generated_content_is_reproducible_and_shaped_as_configured() -> None:
+    mix = SizeMix(small_min=10, small_max=2000, large_min=50_000, large_max=60_000, large_every=10, odd_every=3)
+    first = list(itertools.islice(generate(7, mix), 60))
+    assert first == list(itertools.islice(generate(7, mix), 60))
+    assert first != list(itertools.islice(generate(8, mix), 60))
+    keys = [key for key, _ in first]
+    assert len(set(keys)) == len(keys)
+    assert all(len(key.encode()) <= MAX_KEY_BYTES for key in keys)
+    odd = keys[2::3]
+    assert any(" " in k for k in odd)
+    assert any("//" in k for k in odd)
+    assert any("/../" in k for k in odd)
+    assert any(k.startswith("/") for k in odd)
+    assert any(not k.isascii() for k in odd)
+    for index, (_, body) in enumerate(first, start=1):
+        if index % 10 == 0:
+            assert 50_000 <= len(body) <= 60_000
+        else:
+            assert 10 <= len(body) <= 2000
+    long_keys = list(itertools.islice((k for k, _ in generate(1, SizeMix(odd_every=1))), 18))
+    assert max(len(k.encode()) for k in long_keys) > 1000
+
+
+def test_uploader_validates_its_arguments() -> None:
+    s3: Any = object()
+    with pytest.raises(ValueError, match="rate must be positive"):
+        SyntheticUploader(s3, "b", rate=0, count=1)
+    with pytest.raises(ValueError, match="count, a duration"):
+        SyntheticUploader(s3, "b")
+    assert SyntheticUploader(s3, "b", rate=10, count=500, duration=20).planned == 200
+    assert SyntheticUploader(s3, "b", rate=10, count=50, duration=20).planned == 50
+    with pytest.raises(ValueError, match="small_min"):
+        SizeMix(small_min=5, small_max=1)
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.50) == 50
+    assert percentile(values, 0.95) == 95
+    assert percentile(values, 0.99) == 99
+    assert percentile([3.0], 0.99) == 3
+    assert percentile([], 0.5) == 0
+
+
+def upload(key: str, sha: str = "a" * 64, size: int = 1, at: float = 100.0) -> UploadedFile:
+    return UploadedFile(key=key, size=size, sha256=sha, etag="e", version_id=None, uploaded_at=at)
+
+
+def bundle(seen: float, *entries: tuple[str, str, int, str]) -> ConsumedBundle:
+    files = tuple(
+        ManifestEntry(
+            member=key,
+            bucket=bucket,
+            key=key,
+            version_id=None,
+            etag="e",
+            size=size,
+            sha256=sha,
+            event_time=None,
+        )
+        for bucket, key, size, sha in entries
+    )
+    return ConsumedBundle(
+        key="b",
+        bundle_id="b",
+        sha256="c" * 64,
+        size=1,
+        directory=Path(),
+        files=files,
+        first_seen=seen,
+        forwarded=0,
+    )
+
+
+def test_reconcile_counts_every_kind_of_discrepancy() -> None:
+    uploads = [upload("a"), upload("b", at=90.0), upload("c"), upload("d")]
+    bundles = [
+        bundle(110.0, ("landing", "a", 1, "a" * 64), ("landing", "b", 1, "a" * 64)),
+        bundle(
+            120.0,
+            ("landing", "b", 1, "a" * 64),
+            ("landing", "c", 1, "f" * 64),
+            ("landing", "zzz", 1, "a" * 64),
+        ),
+        bundle(130.0, ("elsewhere", "d", 1, "a" * 64)),
+    ]
+    result = reconcile(uploads, bundles, "landing")
+    assert result.uploaded == 4
+    assert result.bundled == 2
+    assert result.missing == ["c", "d"]
+    assert result.duplicated == ["b"]
+    assert result.altered == ["c"]
+    assert result.unexpected == ["landing/zzz", "elsewhere/d"]
+    assert sorted(result.latencies) == [10.0, 20.0]
+    assert not result.ok
+
+
+def test_clean_reconciliation_and_report() -> None:
+    uploads = [upload("a"), upload("b")]
+    result = reconcile(
+        uploads, [bundle(101.5, ("landing", "a", 1, "a" * 64), ("landing", "b", 1, "a" * 64))], "landing"
+    )
+    assert result.ok
+    report = DemoReport(options=DemoOptions(), reconciliation=result, bundles=1, poison_sent=2, dlq_depth=2)
+    assert report.ok
+    text = report.render()
+    assert "files missing   0" in text
+    assert "p50 1.5 s" in text
+    assert "RESULT: PASS" in text
+    report.dlq_depth = 3
+    assert report.problems == ["DLQ holds 3 message(s), expected the 2 poison message(s)"]
+    slow = reconcile([upload("a", at=0.0)], [bundle(150.0, ("landing", "a", 1, "a" * 64))], "landing")
+    late = DemoReport(options=DemoOptions(), reconciliation=slow)
+    assert late.problems == ["latency p95 is 150.0 s, above the 120 s target"]  # p99.9 (180 s) is met
+    assert "RESULT: FAIL" in report.render()
+
+
+def test_demo_options_enforce_timeout_lease_visibility_order() -> None:
+    with pytest.raises(ValueError, match="function timeout < claim lease < visibility timeout"):
+        DemoOptions(function_timeout_seconds=30, claim_lease_seconds=25, visibility_timeout=60)
