@@ -157,6 +157,35 @@ def measure[T](run: Callable[[], T], repeats: int) -> tuple[Sample, T]:
     return Sample(statistics.median(walls), statistics.median(cpus), tuple(walls)), values[-1]
 
 
+def measure_interleaved[T](
+    runs: dict[str, Callable[[], T]], repeats: int, *, warm_up: frozenset[str] = frozenset()
+) -> dict[str, tuple[Sample, T]]:
+    """Like ``measure`` for several variants, taking turns: round 1 runs each once, then round 2...
+
+    On a shared machine the background load drifts; running variant A three times and then variant B
+    three times would hand one of them the quiet minute. Taking turns spreads the drift over all of
+    them. Variants in ``warm_up`` first run once untimed (first-touch page faults, lazy imports, the
+    allocator growing its arenas), which would otherwise land on whichever variant happens to go first.
+    """
+    for name, run in runs.items():
+        if name in warm_up:
+            run()
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
+    values: dict[str, T] = {}
+    for _ in range(max(1, repeats)):
+        for name, run in runs.items():
+            gc.collect()
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            values[name] = run()
+            walls[name].append(time.perf_counter() - wall0)
+            cpus[name].append(time.process_time() - cpu0)
+    return {
+        name: (Sample(statistics.median(walls[name]), statistics.median(cpus[name]), tuple(walls[name])), values[name])
+        for name in runs
+    }
+
+
 def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile: with few samples it reports an observed value, never an interpolation."""
     if not values:

@@ -8,8 +8,9 @@ Two sources:
 
 * an in-memory opener that sleeps, isolating the prefetcher and writer (the target is judged here);
 * the production ``LandingReader`` against in-process moto with the same 50 ms injected before each
-  GetObject, which adds what botocore (and moto itself) cost in CPU per request. On 2 cores that CPU,
-  not the latency, becomes the ceiling at high concurrency: the table says so with CPU ms per GET.
+  GetObject, which adds what botocore (and moto itself) cost in CPU per request. That CPU, mostly
+  under Python's GIL, not the latency, becomes the ceiling at high concurrency: the table says so
+  with CPU ms per GET.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def moto_table(
         rows=tuple(rows),
         notes=(
             "CPU per GET includes moto serving the request in the same process, so it overstates the client's "
-            "own cost; on 2 cores it caps files/s at about 2,000 / (CPU ms per GET) however high the concurrency",
+            "own cost; most of it holds Python's GIL, which caps files/s near 1,000 / (CPU ms per GET) however "
+            "high the concurrency",
         ),
     )

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -184,7 +186,7 @@ def run_load(emulator: object, load: Load, smoke: bool, result: Result) -> tuple
         n1,
         problems,
         report.failed_messages,
-        len(server_errors),
+        ", ".join(f"{n} {where}" for where, n in Counter(server_errors).most_common()) or "0",
     )
 
 
@@ -197,7 +199,8 @@ class _ErrorCounter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
-            self.errors.append(record.getMessage()[:200])
+            frames = re.findall(r"moto/(\w+)/[\w/]+\.py\", line \d+, in (\w+)", record.getMessage())
+            self.errors.append(".".join(frames[-1]) if frames else "unknown")
             return False
         return True
 

@@ -27,7 +27,7 @@ from typing import IO, cast
 from isal import igzip, isal_zlib
 
 from benchmarks import corpus
-from benchmarks.common import GB, MB, Result, Sample, Scale, Table, Target, default_settings, measure
+from benchmarks.common import GB, MB, Result, Scale, Table, Target, default_settings, measure_interleaved
 from benchmarks.pipeline import MemoryOpener, bundle_size, new_writer
 from data_aggregator.config import Settings
 from data_aggregator.models import SourceObject
@@ -55,37 +55,51 @@ def load(scale: Scale) -> Loaded:
     return Loaded(files, objects, data, sum(len(d) for d in data))
 
 
+OURS = "ours"
+PIPELINE = "pipeline"
+NAIVE = "naive"
+LEVEL6 = "level6"
+RAW_ONE_CALL = "raw-one-call"
+RAW_STREAMED = "raw-streamed"
+
+
 def run(scale: Scale) -> Result:
     result = Result(name="throughput", title="1. Bundling throughput", scale=scale.name)
     loaded = load(scale)
     settings = default_settings()
+    level = settings.compression_level
     repeats = scale.repeats
-
-    rows: list[tuple[str, Sample, int]] = []
-
-    def add(label: str, build: Callable[[], int], times: int = repeats) -> tuple[Sample, int]:
-        sample, size = measure(build, times)
-        rows.append((label, sample, size))
-        return sample, size
-
-    ours, ours_size = add(
-        f"data-aggregator BundleWriter (defaults: ISA-L level {settings.compression_level}, "
+    joined = corpus.concatenated(loaded.files)
+    labels = {
+        OURS: f"data-aggregator BundleWriter (defaults: ISA-L level {level}, "
         f"{settings.compression_threads} compression thread(s))",
-        lambda: bundle_writer(loaded, settings),
-    )
-    add(
-        f"data-aggregator prefetcher + BundleWriter (fetch concurrency {settings.fetch_concurrency}, no latency)",
-        lambda: prefetched(loaded, settings),
-    )
-    naive, _ = add("naive tarfile w:gz (stdlib default level 9)", lambda: naive_tarfile(loaded, 9))
-    _, level6_size = add("tarfile w:gz, stdlib level 6 (ratio yardstick)", lambda: naive_tarfile(loaded, 6))
-    ceiling = raw_ceiling(loaded, settings.compression_level, add)
+        PIPELINE: f"data-aggregator prefetcher + BundleWriter (fetch concurrency {settings.fetch_concurrency}, "
+        "no latency)",
+        NAIVE: "naive tarfile w:gz (stdlib default level 9)",
+        LEVEL6: "tarfile w:gz, stdlib level 6 (ratio yardstick)",
+        RAW_ONE_CALL: f"raw ISA-L level {level}, one call over the concatenated bytes",
+        RAW_STREAMED: f"raw ISA-L level {level}, streamed in 1 MiB pieces over the concatenated bytes",
+    }
+    runs: dict[str, Callable[[], int]] = {
+        OURS: functools.partial(bundle_writer, loaded, settings),
+        PIPELINE: functools.partial(prefetched, loaded, settings),
+        NAIVE: functools.partial(naive_tarfile, loaded, 9),
+        LEVEL6: functools.partial(naive_tarfile, loaded, 6),
+        RAW_ONE_CALL: functools.partial(raw_isal, joined, level),
+        RAW_STREAMED: functools.partial(raw_isal_streamed, joined, level),
+    }
+    measured = measure_interleaved(runs, repeats, warm_up=frozenset({OURS, PIPELINE, RAW_ONE_CALL, RAW_STREAMED}))
+    del runs, joined
+    ours, ours_size = measured[OURS]
+    naive = measured[NAIVE][0]
+    level6_size = measured[LEVEL6][1]
+    ceiling = min(measured[RAW_ONE_CALL][0].wall, measured[RAW_STREAMED][0].wall)
 
     table_rows: list[tuple[str | int | float, ...]] = []
-    for label, sample, size in rows:
+    for key, (sample, size) in measured.items():
         table_rows.append(
             (
-                label,
+                labels[key],
                 loaded.total / sample.wall / MB,
                 sample.cpu / loaded.total * GB,
                 loaded.total / size,
@@ -100,8 +114,9 @@ def run(scale: Scale) -> Result:
             headers=("variant", "MB/s", "CPU s/GB", "ratio", "x naive", "% of raw ISA-L", "wall s (min-max)"),
             rows=tuple(table_rows),
             notes=(
-                f"median of {repeats} run(s); MB/s is input bytes per wall second; CPU s/GB is process CPU "
-                "time (all threads) per GB of input; ratio is input bytes / output bytes",
+                f"median of {repeats} run(s), variants taking turns, fast ones after an untimed warm-up run; MB/s "
+                "is input bytes per wall second; CPU s/GB is process CPU time (all threads) per GB of input; "
+                "ratio is input bytes / output bytes",
                 "the corpus is ~75% JSON-lines and ~25% incompressible bytes by size, generated from a fixed seed",
                 "naive and raw rows hash nothing; ours computes a SHA-256 per file and over the whole bundle",
             ),
@@ -111,15 +126,15 @@ def run(scale: Scale) -> Result:
         result.tables.append(sweep(loaded, repeats))
 
     ratio, level6_ratio = loaded.total / ours_size, loaded.total / level6_size
+    ours_mb_s, naive_mb_s, raw_mb_s = (loaded.total / s / MB for s in (ours.wall, naive.wall, ceiling))
     result.figures.update(
-        ours_mb_s=loaded.total / ours.wall / MB,
+        ours_mb_s=ours_mb_s,
         ours_cpu_s_per_gb=ours.cpu / loaded.total * GB,
-        naive_mb_s=loaded.total / naive.wall / MB,
-        raw_mb_s=loaded.total / ceiling / MB,
+        naive_mb_s=naive_mb_s,
+        raw_mb_s=raw_mb_s,
         ours_ratio=ratio,
         level6_ratio=level6_ratio,
     )
-    ours_mb_s, naive_mb_s, raw_mb_s = (loaded.total / s / MB for s in (ours.wall, naive.wall, ceiling))
     result.targets += [
         Target(
             "at least 5x the naive tarfile baseline",
@@ -140,38 +155,29 @@ def run(scale: Scale) -> Result:
     return result
 
 
-def raw_ceiling(loaded: Loaded, level: int, add: Callable[[str, Callable[[], int]], tuple[Sample, int]]) -> float:
-    """Seconds the bare compressor needs for the corpus: the faster of one call and 1 MiB streaming."""
-    joined = corpus.concatenated(loaded.files)
-    one_shot, _ = add(f"raw ISA-L level {level}, one call over the concatenated bytes", lambda: raw_isal(joined, level))
-    streamed, _ = add(
-        f"raw ISA-L level {level}, streamed in 1 MiB pieces over the concatenated bytes",
-        lambda: raw_isal_streamed(joined, level),
-    )
-    return min(one_shot.wall, streamed.wall)
-
-
 def sweep(loaded: Loaded, repeats: int) -> Table:
     """The tuning grid behind COMPRESSION_LEVEL and COMPRESSION_THREADS."""
-    rows: list[tuple[str | int | float, ...]] = []
+    runs: dict[str, Callable[[], int]] = {}
     for level in range(4):
         for threads in (0, 1, 2):
             settings = default_settings(COMPRESSION_LEVEL=level, COMPRESSION_THREADS=threads)
-            sample, size = measure(functools.partial(bundle_writer, loaded, settings), repeats)
-            rows.append(
-                (
-                    f"level {level}, {threads} thread(s)",
-                    loaded.total / sample.wall / MB,
-                    sample.cpu / loaded.total * GB,
-                    loaded.total / size,
-                    sample.spread,
-                )
-            )
+            runs[f"level {level}, {threads} thread(s)"] = functools.partial(bundle_writer, loaded, settings)
+    measured = measure_interleaved(runs, repeats, warm_up=frozenset(runs))
+    rows = tuple(
+        (
+            label,
+            loaded.total / sample.wall / MB,
+            sample.cpu / loaded.total * GB,
+            loaded.total / size,
+            sample.spread,
+        )
+        for label, (sample, size) in measured.items()
+    )
     return Table(
         title="Tuning grid: our writer by ISA-L level and compression threads",
         headers=("setting", "MB/s", "CPU s/GB", "ratio", "wall s (min-max)"),
-        rows=tuple(rows),
-        notes=(f"median of {repeats} run(s), same corpus and spool settings as above",),
+        rows=rows,
+        notes=(f"median of {repeats} run(s), settings taking turns, same corpus and spool settings as above",),
     )
 
 
