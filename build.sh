@@ -58,6 +58,8 @@ mkdir -p "$stage" "$(dirname "$output")"
     --no-compile --target "$stage" -r "$work/requirements.txt"
 
 cp -R src/data_aggregator "$stage/data_aggregator"
+# Operator tooling (CLI, replay/verify/consume, the local sandbox) never runs inside Lambda.
+rm -rf "$stage/data_aggregator/cli.py" "$stage/data_aggregator/ops" "$stage/data_aggregator/sandbox"
 
 # The zip is written by Python so that order, timestamps and modes are under our control.
 "$python" - "$stage" "$output" <<'PY'
