@@ -197,13 +197,21 @@ class EventSourceMapping:
                 if remaining <= 0:
                     break
                 wait = min(MAX_LONG_POLL_SECONDS, int(remaining))  # SQS waits whole seconds only
-            response = self._sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(MAX_RECEIVE, settings.batch_size - len(batch)),
-                WaitTimeSeconds=wait,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
+            try:
+                response = self._sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=min(MAX_RECEIVE, settings.batch_size - len(batch)),
+                    WaitTimeSeconds=wait,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
+            except Exception:
+                if not batch:
+                    raise
+                # Messages already received are invisible to everyone else: invoke with them now
+                # rather than strand them until their visibility timeout.
+                log.exception("receive failed while filling a batch; invoking with what was received")
+                break
             messages = response.get("Messages", [])
             if not messages:
                 if deadline is None:
