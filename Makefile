@@ -7,7 +7,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 RUN := $(UV) run --frozen
 SYNCED := .venv/.synced
 
-.PHONY: help bootstrap demo test e2e lint fmt build
+.PHONY: help bootstrap demo test e2e lint fmt build bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -41,3 +41,6 @@ fmt: $(SYNCED) ## Apply ruff's formatting and safe fixes
 
 build: ## Build dist/lambda.zip (python3.13, arm64); ARCH=x86_64 builds dist/lambda-x86_64.zip
 	./build.sh --arch $(or $(ARCH),arm64)
+
+bench: $(SYNCED) ## Run the benchmarks and print their tables (BENCH_ARGS="throughput --repeats 5 --check")
+	$(RUN) python -m benchmarks $(BENCH_ARGS)

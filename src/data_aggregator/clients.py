@@ -190,22 +190,9 @@ class LandingReader:
                 ) from None
             if code in _PRECONDITION_CODES and not obj.version_id and obj.etag:
                 return self._open_older_version(obj)
-            raise FetchError(
-                f"GetObject {obj.describe()} failed ({code or exc})",
-                operation="GetObject",
-                bucket=obj.bucket,
-                key=obj.key,
-                cause=exc,
-                retryable=code not in _PERMANENT_CODES,
-            ) from exc
+            raise _fetch_failure(obj, "GetObject", "failed", exc) from exc
         except BotoCoreError as exc:
-            raise FetchError(
-                f"GetObject {obj.describe()} failed: {exc}",
-                operation="GetObject",
-                bucket=obj.bucket,
-                key=obj.key,
-                cause=exc,
-            ) from exc
+            raise _fetch_failure(obj, "GetObject", "failed", exc) from exc
         pinned = {k: v for k, v in request.items() if k != "IfMatch"}
         return S3ObjectStream(
             self._client,
@@ -234,17 +221,22 @@ class LandingReader:
                 for version in page.get("Versions", []):
                     if version.get("Key") == obj.key and version.get("ETag", "").strip('"') == obj.etag:
                         return version.get("VersionId")
-        except ClientError as exc:
-            code = error_code(exc)
-            raise FetchError(
-                f"looking up the version of {obj.describe()} with ETag {obj.etag} failed ({code})",
-                operation="ListObjectVersions",
-                bucket=obj.bucket,
-                key=obj.key,
-                cause=exc,
-                retryable=code not in _PERMANENT_CODES,
-            ) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise _fetch_failure(obj, "ListObjectVersions", f"finding the version with ETag {obj.etag}", exc) from exc
         return None
+
+
+def _fetch_failure(obj: SourceObject, operation: str, what: str, exc: Exception) -> FetchError:
+    """Classify a read failure: permission and archive-tier errors cannot be fixed by a retry."""
+    code = error_code(exc) if isinstance(exc, ClientError) else ""
+    return FetchError(
+        f"{operation} {obj.describe()}: {what} ({code or exc})",
+        operation=operation,
+        bucket=obj.bucket,
+        key=obj.key,
+        cause=exc,
+        retryable=code not in _PERMANENT_CODES,
+    )
 
 
 # ------------------------------------------------------------------------------------------ S3 publish

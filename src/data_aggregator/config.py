@@ -38,10 +38,11 @@ class Settings(BaseModel):
 
     # Tuning.
     spool_memory_bytes: Annotated[int, Field(alias="SPOOL_MEMORY_BYTES", ge=0)] = 64 * MIB
-    fetch_concurrency: Annotated[int, Field(alias="FETCH_CONCURRENCY", ge=1, le=256)] = 16
-    fetch_chunk_bytes: Annotated[int, Field(alias="FETCH_CHUNK_BYTES", ge=4096, le=MIB)] = MIB
-    fetch_prefetch_chunks: Annotated[int, Field(alias="FETCH_PREFETCH_CHUNKS", ge=1, le=64)] = 4
+    fetch_concurrency: Annotated[int, Field(alias="FETCH_CONCURRENCY", ge=1, le=256)] = 32
+    fetch_chunk_bytes: Annotated[int, Field(alias="FETCH_CHUNK_BYTES", ge=4096, le=MIB)] = 256 * 1024
+    fetch_prefetch_chunks: Annotated[int, Field(alias="FETCH_PREFETCH_CHUNKS", ge=1, le=64)] = 2
     compression_level: Annotated[int, Field(alias="COMPRESSION_LEVEL", ge=0, le=3)] = 1
+    compression_threads: Annotated[int, Field(alias="COMPRESSION_THREADS", ge=0, le=16)] = 1
     multipart_threshold_bytes: Annotated[int, Field(alias="MULTIPART_THRESHOLD_BYTES", ge=5 * MIB, le=5 * GIB)] = (
         1 * GIB
     )

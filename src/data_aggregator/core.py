@@ -13,6 +13,7 @@ and makes a short source an explicit, detectable error instead of a half-written
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import tarfile
 import tempfile
@@ -27,6 +28,7 @@ from data_aggregator.models import MANIFEST_MEMBER, Manifest, ManifestEntry, Sou
 
 try:  # ISA-L is ~10x faster than zlib at similar ratios; the output is plain gzip either way.
     from isal import igzip as _fast_gzip
+    from isal import igzip_threaded as _threaded_gzip
 
     HAVE_ISAL = True
 except ImportError:  # pragma: no cover - exercised only where the wheel is unavailable
@@ -39,6 +41,9 @@ RECORD_SIZE = tarfile.RECORDSIZE
 _NUL_BLOCK = b"\0" * BLOCK_SIZE
 # ISA-L levels 0-3 map to zlib levels of a similar speed/ratio trade-off when ISA-L is missing.
 _ZLIB_FALLBACK_LEVEL = {0: 1, 1: 1, 2: 3, 3: 6}
+# Input block per compression task of the threaded writer: large enough that queue hand-offs cost
+# nothing measurable, small enough that a few blocks in flight stay a few MiB (docs/performance.md).
+THREADED_BLOCK_BYTES = 1024 * 1024
 
 
 class Writable(Protocol):
@@ -67,9 +72,20 @@ class ShortReadError(Exception):
     """A member's source produced fewer or more bytes than it announced; the tar would be corrupt."""
 
 
-def open_compressor(sink: Writable, level: int) -> IO[bytes]:
-    """A gzip writer over ``sink``: ISA-L at ``level`` (0-3) when available, else zlib at a mapped level."""
+def open_compressor(sink: Writable, level: int, threads: int = 0) -> IO[bytes]:
+    """A gzip writer over ``sink``: ISA-L at ``level`` (0-3) when available, else zlib at a mapped level.
+
+    With ``threads`` >= 1 ISA-L compresses on that many worker threads and a worker, not the caller,
+    writes to ``sink`` (so the bundle hash and the spool writes move off the caller too). That overlaps
+    with the caller's tar framing and per-file hashing when a second CPU is there, and costs a few
+    percent when it is not. The stream is still one standard gzip member.
+    """
     fileobj = cast(IO[bytes], sink)
+    if HAVE_ISAL and threads > 0:
+        threaded = _threaded_gzip.open(  # type: ignore[no-untyped-call]
+            fileobj, "wb", compresslevel=level, threads=threads, block_size=THREADED_BLOCK_BYTES
+        )
+        return cast(IO[bytes], threaded)
     if HAVE_ISAL:
         writer = _fast_gzip.GzipFile(fileobj=fileobj, mode="wb", compresslevel=level, mtime=0)  # type: ignore[no-untyped-call]
         return cast(IO[bytes], writer)
@@ -101,7 +117,8 @@ class BundleWriter:
     """Streams members into one .tar.gz bundle; ``finish`` appends the manifest and seals it.
 
     Use as a context manager: leaving the block without ``finish`` discards everything written, which
-    is what an abandoned bundle needs.
+    is what an abandoned bundle needs. With ``compression_threads`` >= 1 the writer owns worker threads
+    until ``finish`` or ``discard``, so one of them must always run (the context manager ensures it).
     """
 
     def __init__(
@@ -110,6 +127,7 @@ class BundleWriter:
         bundle_id: str,
         created_at: datetime,
         compression_level: int = 1,
+        compression_threads: int = 0,
         spool_memory_bytes: int = 64 * 1024 * 1024,
         spool_dir: str | None = None,
     ) -> None:
@@ -121,7 +139,7 @@ class BundleWriter:
             tempfile.SpooledTemporaryFile(max_size=spool_memory_bytes, dir=spool_dir),  # noqa: SIM115
         )
         self._sink = _HashingSink(self._spool)
-        self._gzip = open_compressor(self._sink, compression_level)
+        self._gzip = open_compressor(self._sink, compression_level, compression_threads)
         self._tar_offset = 0
         self._entries: list[ManifestEntry] = []
         self._input_bytes = 0
@@ -213,10 +231,16 @@ class BundleWriter:
         )
 
     def discard(self) -> None:
-        """Throw the partial bundle away; nothing of it can be published."""
+        """Throw the partial bundle away; nothing of it can be published.
+
+        An error from closing the compressor (say the spool's disk filled up, reported late by a
+        worker thread) says nothing about a bundle nobody will read, and raising it here would mask
+        the error that made the caller discard; the threads and the spool are released either way.
+        """
         self._finished = True
         try:
-            self._gzip.close()
+            with contextlib.suppress(Exception):
+                self._gzip.close()
         finally:
             self._spool.close()
 

@@ -122,29 +122,40 @@ class OrderedPrefetcher:
         """Context manager around the outcome iterator; leaving it cancels and joins all workers."""
         cancel = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="fetch")
-        slots = [_Slot(obj, self._capacity) for obj in objects]
+        live: dict[int, _Slot] = {}
         try:
-            yield self._outcomes(slots, pool, cancel)
+            yield self._outcomes(objects, live, pool, cancel)
         finally:
             cancel.set()
-            for slot in slots:  # unblock workers waiting on a full queue
+            for slot in list(live.values()):  # unblock workers waiting on a full queue
                 _drain(slot.items)
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _outcomes(
-        self, slots: list[_Slot], pool: ThreadPoolExecutor, cancel: threading.Event
+        self,
+        objects: Sequence[SourceObject],
+        live: dict[int, _Slot],
+        pool: ThreadPoolExecutor,
+        cancel: threading.Event,
     ) -> Iterator[FetchOutcome]:
+        """Slots (a queue, its locks, a future) exist only from submission until the writer has moved
+        past them and their worker has returned: a bundle of thousands of files would otherwise keep
+        several KiB per file alive for the whole bundle. ``live`` is shared with ``stream`` so that
+        whatever is still in flight when the consumer leaves gets drained."""
         submitted = 0
 
         def submit_upto(limit: int) -> None:
             nonlocal submitted
-            while submitted < min(limit, len(slots)):
-                slot = slots[submitted]
+            while submitted < min(limit, len(objects)):
+                slot = _Slot(objects[submitted], self._capacity)
                 slot.future = pool.submit(self._work, slot, cancel)
+                live[submitted] = slot
                 submitted += 1
 
-        for index, slot in enumerate(slots):
+        for index in range(len(objects)):
+            _forget_finished(live, before=index)
             submit_upto(index + self._concurrency)
+            slot = live[index]
             first = _take(slot)
             if isinstance(first, _Header):
                 yield Ready(slot.obj, first.size, first.etag, first.version_id, _chunks(slot))
@@ -238,6 +249,12 @@ def _chunks(slot: _Slot) -> Iterator[bytes]:
             raise item
         else:  # pragma: no cover - protocol guard
             raise TypeError(f"fetch protocol error for {slot.obj.describe()}: {item!r}")
+
+
+def _forget_finished(live: dict[int, _Slot], *, before: int) -> None:
+    """Drop the slots the consumer has left behind once their worker has returned."""
+    for index in [i for i, slot in live.items() if i < before and slot.future is not None and slot.future.done()]:
+        del live[index]
 
 
 def _drain(items: queue.Queue[_Item]) -> None:

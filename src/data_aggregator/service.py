@@ -199,6 +199,7 @@ class Aggregator:
                 bundle_id=bundle_id,
                 created_at=created_at,
                 compression_level=settings.compression_level,
+                compression_threads=settings.compression_threads,
                 spool_memory_bytes=settings.spool_memory_bytes,
             ) as writer,
             self._prefetcher.stream(group) as outcomes,

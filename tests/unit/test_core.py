@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,6 +121,59 @@ def test_compression_levels_all_round_trip() -> None:
         assert read_bundle(bundle.body.read()).members["a"] == data
         sizes.append(bundle.size)
     assert sizes[0] > sizes[3]  # level 0 stores, level 3 compresses hardest
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threaded_compression_yields_the_same_members_in_one_standard_gzip_stream(threads: int, tmp_path: Path) -> None:
+    files = {"a.json": b'{"x": 1}\n' * 300_000, "b.bin": os.urandom(3_000_000), "empty": b""}
+    plain = read_bundle(build(files).body.read())
+    bundle = build(files, compression_threads=threads)
+    data = bundle.body.read()
+    assert len(data) == bundle.size
+    assert bundle.sha256_hex == sha256_hex(data)
+    threaded = read_bundle(data)
+    assert threaded.order == plain.order
+    assert threaded.members == plain.members  # manifest included: same hashes, sizes and names
+    path = tmp_path / "t.tar.gz"
+    path.write_bytes(data)
+    listed = subprocess.run(["tar", "-tzf", str(path)], capture_output=True, text=True, check=True)
+    assert listed.stdout.splitlines() == ["a.json", "b.bin", "empty", "manifest.json"]
+
+
+def test_threaded_writer_releases_its_threads_when_finished_or_discarded() -> None:
+    before = threading.active_count()
+    build({"a": b"x" * 3_000_000}, compression_threads=2).close()
+    with BundleWriter(bundle_id="b", created_at=CREATED, compression_threads=2) as writer:
+        writer.add(obj("a"), member="a", size=3, chunks=[b"abc"])  # left without finish: discarded
+    assert writer._spool.closed
+    assert threading.active_count() == before
+
+
+class _FullDisk:
+    def write(self, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_a_failing_spool_surfaces_in_the_caller_and_discarding_does_not_mask_it(threads: int) -> None:
+    """A worker thread's write error must reach the writer's caller, and cleanup must not replace it."""
+    before = threading.active_count()
+    data = os.urandom(4_000_000)
+
+    def fill_and_seal(writer: BundleWriter) -> None:
+        # With a worker thread the error may only be seen when sealing; either way it must surface.
+        writer.add(obj("k"), member="k", size=len(data), chunks=chunked(data, 1 << 20))
+        writer.finish()
+
+    with BundleWriter(bundle_id="b", created_at=CREATED, compression_threads=threads) as writer:
+        writer._sink._target = _FullDisk()  # type: ignore[assignment]
+        with pytest.raises(OSError, match="No space left"):
+            fill_and_seal(writer)
+    assert writer._spool.closed
+    assert threading.active_count() == before
 
 
 def test_spool_spills_to_disk_only_above_the_threshold(tmp_path: Path) -> None:

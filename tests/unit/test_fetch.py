@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from data_aggregator import fetch
 from data_aggregator.errors import FetchError, ObjectMissingError
 from data_aggregator.fetch import Failed, Missing, OrderedPrefetcher, Ready
 from data_aggregator.models import SourceObject
@@ -126,6 +128,31 @@ def test_memory_is_bounded_by_back_pressure_for_large_objects() -> None:
             assert len(drain(opener, outcome)) == 200 * 1024
     # Each in-flight object holds at most its queue (prefetch + header) plus the chunk in hand.
     assert opener.max_outstanding <= concurrency * (prefetch + 2)
+
+
+def test_per_object_state_is_released_as_the_writer_moves_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundle of thousands of files must not keep a queue and a future per file until it ends."""
+    alive: weakref.WeakSet[object] = weakref.WeakSet()
+    original = fetch._Slot.__init__
+
+    def tracking(self: fetch._Slot, obj: SourceObject, capacity: int) -> None:
+        original(self, obj, capacity)
+        alive.add(self)
+
+    monkeypatch.setattr(fetch._Slot, "__init__", tracking)
+    keys = [f"k{i}" for i in range(300)]
+    opener = FakeOpener(objects={k: [b"x"] for k in keys})
+    concurrency = 4
+    prefetcher = OrderedPrefetcher(opener, concurrency=concurrency, prefetch_chunks=1, max_object_bytes=10**9)
+    most = seen = 0
+    with prefetcher.stream(objs(keys)) as outcomes:
+        for outcome in outcomes:
+            assert isinstance(outcome, Ready)
+            drain(opener, outcome)
+            seen += 1
+            most = max(most, len(alive))
+    assert seen == len(keys)
+    assert most <= 2 * concurrency + 1
 
 
 def test_missing_and_failed_objects_do_not_stop_the_others() -> None:

@@ -197,14 +197,9 @@ class EventSourceMapping:
                 if remaining <= 0:
                     break
                 wait = min(MAX_LONG_POLL_SECONDS, int(remaining))  # SQS waits whole seconds only
-            response = self._sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(MAX_RECEIVE, settings.batch_size - len(batch)),
-                WaitTimeSeconds=wait,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
-            messages = response.get("Messages", [])
+            messages = self._receive(min(MAX_RECEIVE, settings.batch_size - len(batch)), wait, holding=bool(batch))
+            if messages is None:
+                break
             if not messages:
                 if deadline is None:
                     return batch  # idle: let the caller check for stop
@@ -219,6 +214,27 @@ class EventSourceMapping:
             if payload >= MAX_PAYLOAD_BYTES * 0.9:
                 break
         return batch
+
+    def _receive(self, count: int, wait: int, *, holding: bool) -> list[MessageTypeDef] | None:
+        """Receive up to ``count`` messages; None when the call failed while a batch was in hand.
+
+        Messages already received are invisible to everyone else, so a failure mid-batch must not
+        strand them until their visibility timeout: the caller invokes with what it has.
+        """
+        try:
+            response = self._sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=count,
+                WaitTimeSeconds=wait,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        except Exception:
+            if not holding:
+                raise
+            log.exception("receive failed while filling a batch; invoking with what was received")
+            return None
+        return response.get("Messages", [])
 
     def invoke(self, messages: list[MessageTypeDef]) -> Invocation:
         """Invoke the handler with one batch and delete what it acknowledged."""

@@ -212,3 +212,38 @@ def test_clean_reconciliation_and_report() -> None:
 def test_demo_options_enforce_timeout_lease_visibility_order() -> None:
     with pytest.raises(ValueError, match="function timeout < claim lease < visibility timeout"):
         DemoOptions(function_timeout_seconds=30, claim_lease_seconds=25, visibility_timeout=60)
+
+
+class _FlakySqs:
+    """Delivers one message, then fails the next receive, as an overloaded emulator does."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        self.calls = 0
+        self.fail_first = fail_first
+
+    def receive_message(self, **_kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.fail_first or self.calls > 1:
+            raise ConnectionError("emulator hiccup")
+        return {"Messages": [{"MessageId": "m1", "ReceiptHandle": "h1", "Body": "{}"}]}
+
+
+def test_a_failed_receive_mid_batch_invokes_with_what_was_received() -> None:
+    from data_aggregator.sandbox.esm import EventSourceMapping
+
+    mapping = EventSourceMapping(
+        _FlakySqs(),  # type: ignore[arg-type]
+        "url",
+        "arn:aws:sqs:us-east-1:123456789012:q",
+        handler=lambda _event, _context: {"batchItemFailures": []},
+        settings=MappingSettings(batch_size=100, batching_window_seconds=5),
+    )
+    assert [m["MessageId"] for m in mapping.collect()] == ["m1"]
+    empty = EventSourceMapping(
+        _FlakySqs(fail_first=True),  # type: ignore[arg-type]
+        "url",
+        "arn:aws:sqs:us-east-1:123456789012:q",
+        handler=lambda _event, _context: {},
+    )
+    with pytest.raises(ConnectionError):  # nothing in hand: the poller loop logs and polls again
+        empty.collect()
