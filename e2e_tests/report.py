@@ -93,8 +93,12 @@ def details(result: ScenarioResult) -> list[str]:
     if f.duplicates_excused or findings.killed_bundles or findings.unconfirmed_writes:
         lines.append(
             f"  duplicates {f.duplicates_excused} extra copies, excused by {len(findings.killed_bundles)} "
-            f"kill(s) after the Distribution write; {len(findings.unconfirmed_writes)} Distribution write(s) "
-            "took effect although every answer was lost"
+            "kill(s) after the Distribution write"
+            + (
+                f"; {len(findings.unconfirmed_writes)} Distribution write(s) took effect although every answer was lost"
+                if findings.unconfirmed_writes
+                else ""
+            )
         )
     if f.archive_only:
         lines.append(f"  archive    {f.archive_only} bundle(s) only in Archive (their Distribution write failed)")

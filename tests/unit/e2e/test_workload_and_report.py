@@ -104,7 +104,7 @@ def result(name: str, problems: list[str], faults: list[InjectionCount]) -> Scen
         figures=figures,
         findings=TargetFindings(faults=faults),
         elapsed_seconds=1.0,
-        workdir=Path("/work-dir") if problems else None,
+        workdir=Path("scenario-logs") if problems else None,
     )
 
 
