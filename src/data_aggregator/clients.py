@@ -8,6 +8,7 @@ classification of every failure into our error taxonomy.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     )
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef
+
+logger = logging.getLogger(__name__)
 
 BUNDLE_CONTENT_TYPE = "application/gzip"
 SHA256_METADATA_KEY = "content-sha256"
@@ -243,52 +246,90 @@ def _fetch_failure(obj: SourceObject, operation: str, what: str, exc: Exception)
 
 
 class BundlePublisher:
-    """Writes a finished bundle to one bucket with its whole-object SHA-256.
+    """Writes a finished bundle to one bucket with its whole-object SHA-256, exactly once.
 
     Up to the multipart threshold a single PutObject carries ``ChecksumSHA256``, which S3 verifies
     against the bytes it stores (a corrupt upload is rejected). Larger bundles go through boto3's
     transfer manager, where S3's SHA-256 becomes a composite of part hashes; ``content-sha256``
     metadata always holds the whole-object digest the consumer checks.
+
+    The single PutObject is conditional (``If-None-Match: *``) and bundle keys are unique, so a write
+    can be repeated safely: when an earlier attempt was stored but its answer was lost, the repeat gets
+    412 and we know the bundle is there. Without that, a lost answer would be taken for a failure, the
+    claims released, and the redelivery would publish the same files in a second bundle.
     """
 
-    def __init__(self, client: S3Client, *, multipart_threshold: int, multipart_chunksize: int = 64 * 1024**2) -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        *,
+        multipart_threshold: int,
+        multipart_chunksize: int = 64 * 1024**2,
+        attempts: int = 3,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         self._client = client
         self._transfer = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize, max_concurrency=4
         )
         self._threshold = multipart_threshold
+        self._attempts = attempts
+        self._sleep = sleep
 
     def put(self, bucket: str, key: str, bundle: BuiltBundle) -> None:
+        """Store the bundle; on ambiguous failures repeat the (idempotent) write a few times."""
+        for attempt in range(self._attempts):
+            if attempt:
+                self._sleep(backoff_delay(attempt))
+            try:
+                self._put_once(bucket, key, bundle)
+            except ClientError as exc:
+                code = error_code(exc)
+                if code in _PRECONDITION_CODES and bundle.size <= self._threshold:
+                    logger.info("bundle already stored by an earlier attempt", extra={"bucket": bucket, "key": key})
+                    return
+                if not _worth_repeating(exc) or attempt == self._attempts - 1:
+                    raise _upload_error(bucket, key, code, exc) from exc
+            except BotoCoreError as exc:
+                if attempt == self._attempts - 1:
+                    raise _upload_error(bucket, key, type(exc).__name__, exc) from exc
+            else:
+                return
+
+    def _put_once(self, bucket: str, key: str, bundle: BuiltBundle) -> None:
         metadata = {SHA256_METADATA_KEY: bundle.sha256_hex}
         bundle.body.seek(0)
-        try:
-            if bundle.size <= self._threshold:
-                self._client.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=bundle.body,
-                    ContentLength=bundle.size,
-                    ContentType=BUNDLE_CONTENT_TYPE,
-                    Metadata=metadata,
-                    ChecksumSHA256=bundle.sha256_b64,
-                )
-            else:
-                self._client.upload_fileobj(
-                    bundle.body,
-                    bucket,
-                    key,
-                    ExtraArgs={"ContentType": BUNDLE_CONTENT_TYPE, "Metadata": metadata, "ChecksumAlgorithm": "SHA256"},
-                    Config=self._transfer,
-                )
-        except (ClientError, BotoCoreError) as exc:
-            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-            raise UploadError(
-                f"writing bundle s3://{bucket}/{key} failed ({code})",
-                operation="PutObject",
-                bucket=bucket,
-                key=key,
-                cause=exc,
-            ) from exc
+        if bundle.size <= self._threshold:
+            self._client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=bundle.body,
+                ContentLength=bundle.size,
+                ContentType=BUNDLE_CONTENT_TYPE,
+                Metadata=metadata,
+                ChecksumSHA256=bundle.sha256_b64,
+                IfNoneMatch="*",
+            )
+        else:
+            self._client.upload_fileobj(
+                bundle.body,
+                bucket,
+                key,
+                ExtraArgs={"ContentType": BUNDLE_CONTENT_TYPE, "Metadata": metadata, "ChecksumAlgorithm": "SHA256"},
+                Config=self._transfer,
+            )
+
+
+def _worth_repeating(exc: ClientError) -> bool:
+    """Server-side and throttling errors may clear; permission or request errors will not."""
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    return status >= 500 or error_code(exc) in {"SlowDown", "RequestTimeout", "Throttling", "ThrottlingException"}
+
+
+def _upload_error(bucket: str, key: str, code: str, exc: Exception) -> UploadError:
+    return UploadError(
+        f"writing bundle s3://{bucket}/{key} failed ({code})", operation="PutObject", bucket=bucket, key=key, cause=exc
+    )
 
 
 # ------------------------------------------------------------------------------------------ claims

@@ -312,3 +312,49 @@ def test_a_table_that_stays_unavailable_gives_retryable_errors() -> None:
     assert isinstance(result.error, ClaimStoreError)
     assert result.error.retryable
     assert "ThrottlingException" in str(result.error)
+
+
+class ScriptedS3:
+    """Answers PutObject from a script of exceptions (None = success)."""
+
+    def __init__(self, script: list[Exception | None]) -> None:
+        self.script = script
+        self.calls: list[dict[str, Any]] = []
+
+    def put_object(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        outcome = self.script.pop(0)
+        if outcome is not None:
+            raise outcome
+        return {}
+
+
+def s3_error(code: str, status: int) -> ClientError:
+    response: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "PutObject")
+
+
+@pytest.mark.parametrize(
+    ("script", "calls", "fails"),
+    [
+        ([None], 1, False),
+        ([s3_error("InternalError", 500), None], 2, False),
+        ([s3_error("SlowDown", 503), s3_error("PreconditionFailed", 412)], 2, False),  # stored by attempt 1
+        ([s3_error("InternalError", 500)] * 3, 3, True),
+        ([s3_error("AccessDenied", 403)], 1, True),  # repeating cannot help
+    ],
+    ids=["stored", "repeated", "lost-answer", "gave-up", "denied"],
+)
+def test_publisher_repeats_only_what_may_clear_and_only_conditionally(
+    script: list[Exception | None], calls: int, fails: bool
+) -> None:
+    fake = ScriptedS3(script)
+    publisher = BundlePublisher(fake, multipart_threshold=5 * 1024 * 1024, sleep=NO_SLEEP)  # type: ignore[arg-type]
+    bundle = make_bundle(100)
+    if fails:
+        with pytest.raises(UploadError):
+            publisher.put("bucket", "key", bundle)
+    else:
+        publisher.put("bucket", "key", bundle)
+    assert len(fake.calls) == calls
+    assert all(call["IfNoneMatch"] == "*" for call in fake.calls)

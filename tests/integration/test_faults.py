@@ -116,10 +116,13 @@ def test_a_failed_bundle_write_commits_nothing_and_the_retry_delivers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    denied = faults.add_fault(FaultRule(call="s3:PutObject", kind="connection_reset", bucket=bucket, at_calls=[1]))
+    # Every attempt the publisher makes (three) is refused before it reaches S3.
+    denied = faults.add_fault(
+        FaultRule(call="s3:PutObject", kind="connection_reset", bucket=bucket, at_calls=[1, 2, 3])
+    )
     event = batch_of(aws, FILES)
     assert failed_ids(invoke(event)) == {r["messageId"] for r in event["Records"]}
-    assert denied.injected == 1
+    assert denied.injected == 3
     assert aws.bundle_keys(DISTRIBUTION) == []
     assert aws.claim_items() == []  # every claim released
     assert emitted_metrics(capsys.readouterr().out)["UploadFailures"] == [1.0]
@@ -128,22 +131,38 @@ def test_a_failed_bundle_write_commits_nothing_and_the_retry_delivers(
     assert_each_exactly_once(aws, FILES)
 
 
+@pytest.mark.parametrize("bucket", [ARCHIVE, DISTRIBUTION])
+def test_a_bundle_write_whose_answer_is_lost_is_not_repeated_into_a_duplicate(
+    aws: AwsWorld, faults: FaultInjector, monkeypatch: pytest.MonkeyPatch, bucket: str
+) -> None:
+    """S3 stored the bundle but the answer was lost: the conditional repeat gets 412 and knows it is there."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    lost = faults.add_fault(
+        FaultRule(call="s3:PutObject", kind="server_error", applied=True, bucket=bucket, at_calls=[1])
+    )
+    event = batch_of(aws, FILES)
+    assert invoke(event) == {"batchItemFailures": []}
+    assert lost.injected == 1
+    assert_each_exactly_once(aws, FILES)
+    assert {i["status"] for i in aws.claim_items()} == {"COMPLETED"}
+
+
 def test_a_distribution_write_whose_every_answer_is_lost_can_duplicate(
     aws: AwsWorld, faults: FaultInjector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Known gap (docs/e2e.md): S3 stored the bundle, every answer was lost, the handler took it for a failure.
+    """The remaining window (docs/design.md): S3 stored the bundle and every answer was lost.
 
-    The claims are released and the redelivery publishes the files again: the window of a kill between
-    the Distribution write and the commit, reached without a kill. The end-to-end verdict names it.
+    After its attempts the handler takes it for a failure, releases the claims, and the redelivery
+    publishes the files again, as a kill between the Distribution write and the commit would.
     """
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     lost = faults.add_fault(
-        FaultRule(call="s3:PutObject", kind="server_error", applied=True, bucket=DISTRIBUTION, at_calls=[1])
+        FaultRule(call="s3:PutObject", kind="server_error", applied=True, bucket=DISTRIBUTION, at_calls=[1, 2, 3])
     )
     event = batch_of(aws, FILES)
     assert failed_ids(invoke(event)) == {r["messageId"] for r in event["Records"]}
-    assert lost.injected == 1
-    assert len(aws.bundle_keys(DISTRIBUTION)) == 1  # in-process moto applied the write despite the error
+    assert lost.injected == 3
+    assert len(aws.bundle_keys(DISTRIBUTION)) == 1  # the first attempt was stored; its repeats got 412
     assert aws.claim_items() == []
     assert invoke(event) == {"batchItemFailures": []}
     assert sorted(f.key for f in published_files(aws)) == sorted(list(FILES) * 2)
