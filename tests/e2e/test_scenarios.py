@@ -47,7 +47,8 @@ def test_fast_scenarios_keep_every_invariant(name: str, tmp_path: Path) -> None:
         config = load_config(CONFIGS / f"{name}.json")
         wanted = [len(rule.at_calls or []) for rule in config.faults]
         assert [count.injected for count in result.findings.faults] == wanted
-        assert figures.archive_only == 1  # the bundle whose Distribution write failed for good
+        # Five refused Distribution writes in a row are outlasted by the publisher's conditional repeats.
+        assert figures.archive_only == 0
 
 
 def test_the_command_line_runs_a_scenario_and_prints_the_table(
