@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from benchmarks.common import Result, Scale, Table, Target
-from benchmarks.world import TABLE, FakeContext, MotoWorld, moto_world, notification, sqs_record
+from benchmarks.world import TABLE, MotoWorld, moto_world, notification, sqs_record
 from data_aggregator.errors import ClaimStoreError
 from data_aggregator.models import ClaimResult, ClaimStatus, SourceObject
+from data_aggregator.sandbox.context import LambdaContext
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -202,7 +203,8 @@ def variants(world: MotoWorld) -> list[tuple[str, Invoke]]:
     def handler(records: list[dict[str, Any]]) -> None:
         event = {"Records": [sqs_record(notification(r)) for r in records]}
         with mock.patch.object(app, "_clients", return_value=clients), contextlib.redirect_stdout(io.StringIO()):
-            response = app.handler(event, FakeContext())
+            context = LambdaContext(function_name="data-aggregator", timeout_seconds=60, memory_limit_in_mb=1769)
+            response = app.handler(event, context)
         if response["batchItemFailures"]:
             raise RuntimeError(f"handler failed {len(response['batchItemFailures'])} messages")
 

@@ -137,20 +137,3 @@ def sqs_record(body: str) -> dict[str, Any]:
 
 def notification(record: dict[str, Any]) -> str:
     return json.dumps({"Records": [record]})
-
-
-@dataclass
-class FakeContext:
-    """The parts of a Lambda context that Powertools and the timeout guard read."""
-
-    remaining_ms: int = 60_000  # the deployed function timeout
-    function_name: str = "data-aggregator"
-    memory_limit_in_mb: int = 1769
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:data-aggregator"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/data-aggregator"
-    log_stream_name: str = "bench"
-    function_version: str = "$LATEST"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms

@@ -8,7 +8,7 @@ import json
 import tarfile
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
@@ -81,23 +81,6 @@ def sqs_record(body: str, *, message_id: str | None = None, receive_count: int =
 
 def sqs_event(*records: dict[str, Any]) -> dict[str, Any]:
     return {"Records": list(records)}
-
-
-@dataclass
-class FakeLambdaContext:
-    """What Powertools and the timeout guard read from a Lambda context; time can be scripted."""
-
-    remaining_ms: int = 120_000
-    function_name: str = "data-aggregator"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:data-aggregator"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/data-aggregator"
-    log_stream_name: str = "stream"
-    function_version: str = "$LATEST"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from data_aggregator import app
+from data_aggregator.sandbox.context import LambdaContext
 from e2e_tests.faults import FaultInjector, attached_to_handler
 from tests.support import (
     ARCHIVE,
@@ -19,7 +20,6 @@ from tests.support import (
     DISTRIBUTION,
     LANDING,
     TABLE,
-    FakeLambdaContext,
     read_bundle,
     s3_record,
     sha256_hex,
@@ -91,7 +91,9 @@ def aws(monkeypatch: pytest.MonkeyPatch, no_endpoint_override: None) -> Iterator
 
 
 def invoke(event: dict[str, Any], *, remaining_ms: int = 120_000) -> dict[str, Any]:
-    response: dict[str, Any] = app.handler(event, FakeLambdaContext(remaining_ms=remaining_ms))
+    # A frozen clock: the guard sees exactly ``remaining_ms`` whatever the test's own pace.
+    context = LambdaContext(function_name="data-aggregator", timeout_seconds=remaining_ms / 1000, clock=lambda: 0.0)
+    response: dict[str, Any] = app.handler(event, context)
     return response
 
 
