@@ -31,7 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from unittest import mock
 
@@ -109,39 +109,36 @@ def run_load(emulator: object, load: Load, smoke: bool, result: Result) -> tuple
     assert isinstance(emulator, Emulator)  # noqa: S101 - typed loosely to keep the import lazy
     schedule: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:
+        # Full: the deployed latency budget (docs/latency-budget.md), so the figures speak for
+        # production settings. Smoke: a tiny window and short leases so the run ends in seconds.
+        options = DemoOptions(
+            rate=load.rate,
+            count=load.count,
+            batch_size=1_000,
+            window_seconds=20.0,
+            function_timeout_seconds=60.0,
+            claim_lease_seconds=300,
+            visibility_timeout=420,
+            max_receive_count=10,
+            pollers=2,
+            poison=0,
+            duplicates=0,
+            drain_timeout_seconds=300.0,
+            workdir=Path(workdir),
+            environment_name=f"bench-{uuid.uuid4().hex[:8]}",
+        )
         if smoke:
-            options = DemoOptions(
-                rate=load.rate,
-                count=load.count,
+            options = replace(
+                options,
                 batch_size=10,
                 window_seconds=0.5,
                 function_timeout_seconds=5.0,
                 claim_lease_seconds=6,
                 visibility_timeout=7,
                 max_receive_count=3,
-                poison=0,
-                duplicates=0,
+                pollers=1,
                 drain_timeout_seconds=60.0,
                 consumer_interval_seconds=0.1,
-                workdir=Path(workdir),
-                environment_name=f"bench-{uuid.uuid4().hex[:8]}",
-            )
-        else:
-            options = DemoOptions(
-                rate=load.rate,
-                count=load.count,
-                batch_size=1_000,
-                window_seconds=20.0,
-                function_timeout_seconds=60.0,
-                claim_lease_seconds=300,
-                visibility_timeout=420,
-                max_receive_count=10,
-                pollers=2,
-                poison=0,
-                duplicates=0,
-                drain_timeout_seconds=300.0,
-                workdir=Path(workdir),
-                environment_name=f"bench-{uuid.uuid4().hex[:8]}",
             )
         with (
             mock.patch.object(demo, "SyntheticUploader", timed_uploader(schedule)),

@@ -65,6 +65,17 @@ class Clients:
         )
 
 
+def _require_moto() -> None:
+    """Fail with the install hint rather than a bare ImportError deep inside a start-up."""
+    try:
+        import moto  # noqa: F401, PLC0415 - optional dependency, imported only to probe
+    except ImportError as exc:
+        raise EmulatorUnavailableError(
+            "the embedded AWS emulator needs the optional 'demo' dependencies: "
+            "install with `uv sync --extra demo` or `pip install 'data-aggregator[demo]'`"
+        ) from exc
+
+
 @dataclass
 class Emulator:
     """moto's threaded server on 127.0.0.1 and a free port; a context manager."""
@@ -75,13 +86,9 @@ class Emulator:
 
     def start(self) -> Self:
         """Start the server; raises :class:`EmulatorUnavailableError` without the ``demo`` extra."""
-        try:
-            from moto.server import ThreadedMotoServer  # noqa: PLC0415 - optional dependency
-        except ImportError as exc:
-            raise EmulatorUnavailableError(
-                "the embedded AWS emulator needs the optional 'demo' dependencies: "
-                "install with `uv sync --extra demo` or `pip install 'data-aggregator[demo]'`"
-            ) from exc
+        _require_moto()
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - optional dependency
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
@@ -143,13 +150,7 @@ class EmulatorProcess(Emulator):
 
     def start(self) -> Self:
         """Start the child and wait until it reports its port."""
-        try:
-            import moto  # noqa: F401, PLC0415 - only to fail early with the friendly message
-        except ImportError as exc:
-            raise EmulatorUnavailableError(
-                "the embedded AWS emulator needs the optional 'demo' dependencies: "
-                "install with `uv sync --extra demo` or `pip install 'data-aggregator[demo]'`"
-            ) from exc
+        _require_moto()
         self._log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
         self._process = subprocess.Popen(  # nosec B603 - fixed argv: this interpreter and our module
             [sys.executable, "-m", "data_aggregator.sandbox.server", "--host", "127.0.0.1", "--port", "0"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from data_aggregator.models import ManifestEntry
 from data_aggregator.ops.consume import ConsumedBundle
 from data_aggregator.sandbox.checks import percentile, reconcile
 from data_aggregator.sandbox.demo import DemoOptions, DemoReport
+from data_aggregator.sandbox.emulator import Emulator, EmulatorProcess, EmulatorUnavailableError
 from data_aggregator.sandbox.esm import MappingSettings, failed_message_ids, lambda_record
 from data_aggregator.sandbox.provision import QueueSettings
 from data_aggregator.sandbox.uploader import MAX_KEY_BYTES, SizeMix, SyntheticUploader, UploadedFile, generate
@@ -247,3 +249,13 @@ def test_a_failed_receive_mid_batch_invokes_with_what_was_received() -> None:
     )
     with pytest.raises(ConnectionError):  # nothing in hand: the poller loop logs and polls again
         empty.collect()
+
+
+@pytest.mark.parametrize("emulator_type", [Emulator, EmulatorProcess])
+def test_emulator_without_the_demo_extra_names_the_install_command(
+    emulator_type: type[Emulator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "moto", None)  # what a lean install without the extra looks like
+    monkeypatch.setitem(sys.modules, "moto.server", None)
+    with pytest.raises(EmulatorUnavailableError, match=r"uv sync --extra demo"):
+        emulator_type().start()
