@@ -23,10 +23,12 @@ FAST = {
     "count": 40,
     "batch_size": 10,
     "window_seconds": 0.2,
-    "function_timeout_seconds": 1.0,
-    "claim_lease_seconds": 2,
-    "visibility_timeout": 3,
-    "max_receive_count": 1,
+    # Roomy enough that a busy machine never times an invocation out: with these, any message in the
+    # DLQ means the sandbox mishandled it, not that the machine was slow.
+    "function_timeout_seconds": 5.0,
+    "claim_lease_seconds": 6,
+    "visibility_timeout": 7,
+    "max_receive_count": 3,
     "duplicates": 4,
     "drain_timeout_seconds": 30.0,
     "consumer_interval_seconds": 0.1,
