@@ -163,9 +163,9 @@ def run_load(emulator: object, load: Load, smoke: bool, result: Result) -> tuple
     result.targets.append(
         Target(
             f"no file lost, doubled or altered at {load.label}",
-            reconciliation.ok and reconciliation.bundled == reconciliation.uploaded and not report.problems,
+            reconciliation.ok and reconciliation.bundled == reconciliation.uploaded and not report.integrity_problems,
             f"{reconciliation.bundled} of {reconciliation.uploaded} bundled; "
-            + ("; ".join(report.problems) if report.problems else "every check passed"),
+            + ("; ".join(report.integrity_problems) if report.integrity_problems else "every check passed"),
         )
     )
     invocation_p50 = statistics.median(report.invocation_seconds) if report.invocation_seconds else float("nan")
