@@ -12,17 +12,18 @@ from datetime import UTC, datetime
 
 from benchmarks import corpus
 from data_aggregator.config import Settings
-from data_aggregator.core import BuiltBundle, BundleWriter
+from data_aggregator.core import THREADED_BLOCK_BYTES, BuiltBundle, BundleWriter
 from data_aggregator.fetch import ObjectOpener, OrderedPrefetcher, Ready
 from data_aggregator.models import SourceObject
 
 
-def new_writer(settings: Settings, bundle_id: str = "bench") -> BundleWriter:
+def new_writer(settings: Settings, bundle_id: str = "bench", block_bytes: int = THREADED_BLOCK_BYTES) -> BundleWriter:
     return BundleWriter(
         bundle_id=bundle_id,
         created_at=datetime.now(UTC),
         compression_level=settings.compression_level,
         compression_threads=settings.compression_threads,
+        compression_block_bytes=block_bytes,
         spool_memory_bytes=settings.spool_memory_bytes,
     )
 

@@ -27,9 +27,10 @@ from typing import IO, cast
 from isal import igzip, isal_zlib
 
 from benchmarks import corpus
-from benchmarks.common import GB, MB, Result, Scale, Table, Target, default_settings, measure_interleaved
+from benchmarks.common import GB, MB, Result, Sample, Scale, Table, Target, default_settings, measure_interleaved
 from benchmarks.pipeline import MemoryOpener, bundle_size, new_writer
 from data_aggregator.config import Settings
+from data_aggregator.core import THREADED_BLOCK_BYTES
 from data_aggregator.models import SourceObject
 
 EVENT_TIME = "2026-11-22T21:00:00.000Z"
@@ -124,6 +125,7 @@ def run(scale: Scale) -> Result:
     )
     if scale.sweep:
         result.tables.append(sweep(loaded, repeats))
+        result.tables.append(block_sweep(loaded, settings, repeats))
 
     ratio, level6_ratio = loaded.total / ours_size, loaded.total / level6_size
     ours_mb_s, naive_mb_s, raw_mb_s = (loaded.total / s / MB for s in (ours.wall, naive.wall, ceiling))
@@ -163,6 +165,26 @@ def sweep(loaded: Loaded, repeats: int) -> Table:
             settings = default_settings(COMPRESSION_LEVEL=level, COMPRESSION_THREADS=threads)
             runs[f"level {level}, {threads} thread(s)"] = functools.partial(bundle_writer, loaded, settings)
     measured = measure_interleaved(runs, repeats, warm_up=frozenset(runs))
+    return _grid_table("Tuning grid: our writer by ISA-L level and compression threads", loaded, measured, repeats)
+
+
+def block_sweep(loaded: Loaded, settings: Settings, repeats: int) -> Table:
+    """The tuning grid behind THREADED_BLOCK_BYTES (only matters with compression threads)."""
+    runs: dict[str, Callable[[], int]] = {
+        f"{block // 1024} KiB blocks{' (default)' if block == THREADED_BLOCK_BYTES else ''}": functools.partial(
+            bundle_writer, loaded, settings, block
+        )
+        for block in (512 * 1024, 1024 * 1024, 2 * 1024 * 1024, 4 * 1024 * 1024)
+    }
+    measured = measure_interleaved(runs, repeats, warm_up=frozenset(runs))
+    title = (
+        f"Tuning grid: threaded-writer block size (ISA-L level {settings.compression_level}, "
+        f"{settings.compression_threads} compression thread(s))"
+    )
+    return _grid_table(title, loaded, measured, repeats)
+
+
+def _grid_table(title: str, loaded: Loaded, measured: dict[str, tuple[Sample, int]], repeats: int) -> Table:
     rows = tuple(
         (
             label,
@@ -174,17 +196,17 @@ def sweep(loaded: Loaded, repeats: int) -> Table:
         for label, (sample, size) in measured.items()
     )
     return Table(
-        title="Tuning grid: our writer by ISA-L level and compression threads",
+        title=title,
         headers=("setting", "MB/s", "CPU s/GB", "ratio", "wall s (min-max)"),
         rows=rows,
         notes=(f"median of {repeats} run(s), settings taking turns, same corpus and spool settings as above",),
     )
 
 
-def bundle_writer(loaded: Loaded, settings: Settings) -> int:
+def bundle_writer(loaded: Loaded, settings: Settings, block_bytes: int = THREADED_BLOCK_BYTES) -> int:
     """The production writer fed directly, chunks the size S3 reads return; returns bytes out."""
     chunk = settings.fetch_chunk_bytes
-    with new_writer(settings) as writer:
+    with new_writer(settings, block_bytes=block_bytes) as writer:
         for obj, data in zip(loaded.objects, loaded.data, strict=True):
             writer.add(obj, member=obj.key, size=len(data), chunks=corpus.chunks_of(data, chunk))
         bundle = writer.finish()

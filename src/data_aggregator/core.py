@@ -41,8 +41,11 @@ RECORD_SIZE = tarfile.RECORDSIZE
 _NUL_BLOCK = b"\0" * BLOCK_SIZE
 # ISA-L levels 0-3 map to zlib levels of a similar speed/ratio trade-off when ISA-L is missing.
 _ZLIB_FALLBACK_LEVEL = {0: 1, 1: 1, 2: 3, 3: 6}
-# Input block per compression task of the threaded writer: large enough that queue hand-offs cost
-# nothing measurable, small enough that a few blocks in flight stay a few MiB (docs/performance.md).
+# Input block per compression task of the threaded writer. Each block is one hand-off between the
+# caller and the worker, and ISA-L's writer keeps about five blocks alive (buffer, queue, the block in
+# work, its output, the previous block as dictionary), so the block sets memory too. 512 KiB to 2 MiB
+# measure alike within the machine's noise, 4 MiB is slower; 1 MiB keeps the memory worst case lowest
+# of the fast ones (docs/performance.md, "Tuning grid: threaded-writer block size").
 THREADED_BLOCK_BYTES = 1024 * 1024
 
 
@@ -72,7 +75,7 @@ class ShortReadError(Exception):
     """A member's source produced fewer or more bytes than it announced; the tar would be corrupt."""
 
 
-def open_compressor(sink: Writable, level: int, threads: int = 0) -> IO[bytes]:
+def open_compressor(sink: Writable, level: int, threads: int = 0, block_bytes: int = THREADED_BLOCK_BYTES) -> IO[bytes]:
     """A gzip writer over ``sink``: ISA-L at ``level`` (0-3) when available, else zlib at a mapped level.
 
     With ``threads`` >= 1 ISA-L compresses on that many worker threads and a worker, not the caller,
@@ -83,7 +86,7 @@ def open_compressor(sink: Writable, level: int, threads: int = 0) -> IO[bytes]:
     fileobj = cast(IO[bytes], sink)
     if HAVE_ISAL and threads > 0:
         threaded = _threaded_gzip.open(  # type: ignore[no-untyped-call]
-            fileobj, "wb", compresslevel=level, threads=threads, block_size=THREADED_BLOCK_BYTES
+            fileobj, "wb", compresslevel=level, threads=threads, block_size=block_bytes
         )
         return cast(IO[bytes], threaded)
     if HAVE_ISAL:
@@ -128,6 +131,7 @@ class BundleWriter:
         created_at: datetime,
         compression_level: int = 1,
         compression_threads: int = 0,
+        compression_block_bytes: int = THREADED_BLOCK_BYTES,
         spool_memory_bytes: int = 64 * 1024 * 1024,
         spool_dir: str | None = None,
     ) -> None:
@@ -139,7 +143,7 @@ class BundleWriter:
             tempfile.SpooledTemporaryFile(max_size=spool_memory_bytes, dir=spool_dir),  # noqa: SIM115
         )
         self._sink = _HashingSink(self._spool)
-        self._gzip = open_compressor(self._sink, compression_level, compression_threads)
+        self._gzip = open_compressor(self._sink, compression_level, compression_threads, compression_block_bytes)
         self._tar_offset = 0
         self._entries: list[ManifestEntry] = []
         self._input_bytes = 0

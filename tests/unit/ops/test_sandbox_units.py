@@ -210,7 +210,8 @@ def test_clean_reconciliation_and_report() -> None:
     assert late.problems == ["latency p95 is 150.0 s, above the 120 s target"]  # p99.9 (180 s) is met
     assert late.latency_problems == late.problems
     assert late.integrity_problems == []  # slow is not lossy
-    assert report.integrity_problems == report.problems and report.latency_problems == []
+    assert report.integrity_problems == report.problems
+    assert report.latency_problems == []
     assert "RESULT: FAIL" in report.render()
 
 
