@@ -27,6 +27,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from data_aggregator.sandbox.demo import DemoOptions
+
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 PROG = "data-aggregator"
@@ -117,33 +119,42 @@ def _demo_parser(sub: Subparsers) -> None:
     p.set_defaults(run=_run_demo)
 
 
-def _run_demo(args: argparse.Namespace) -> int:
-    from data_aggregator.sandbox.demo import DemoOptions, run_demo  # noqa: PLC0415
-    from data_aggregator.sandbox.emulator import EmulatorUnavailableError  # noqa: PLC0415
+def demo_options(args: argparse.Namespace) -> DemoOptions:
+    """The demo's options from its command line; raises ValueError naming an inconsistent setting.
+
+    The parser states its defaults itself (so ``--help`` shows them without importing the sandbox);
+    a test holds them equal to ``DemoOptions``'s own.
+    """
+    from data_aggregator.sandbox.demo import DemoOptions  # noqa: PLC0415
     from data_aggregator.sandbox.uploader import SizeMix  # noqa: PLC0415
 
-    count = args.count if args.count is not None or args.duration is not None else 900
+    return DemoOptions(
+        rate=args.rate,
+        count=args.count if args.count is not None or args.duration is not None else DemoOptions().count,
+        duration=args.duration,
+        batch_size=args.batch_size,
+        window_seconds=args.window,
+        function_timeout_seconds=args.function_timeout,
+        claim_lease_seconds=args.claim_lease,
+        visibility_timeout=args.visibility_timeout,
+        max_receive_count=args.max_receive_count,
+        pollers=args.pollers,
+        poison=args.poison,
+        duplicates=args.duplicates,
+        seed=args.seed,
+        mix=SizeMix(large_every=args.large_every),
+        drain_timeout_seconds=args.drain_timeout,
+        workdir=args.workdir,
+        keep_workdir=args.keep_workdir,
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from data_aggregator.sandbox.demo import run_demo  # noqa: PLC0415
+    from data_aggregator.sandbox.emulator import EmulatorUnavailableError  # noqa: PLC0415
+
     try:
-        options = DemoOptions(
-            rate=args.rate,
-            count=count,
-            duration=args.duration,
-            batch_size=args.batch_size,
-            window_seconds=args.window,
-            function_timeout_seconds=args.function_timeout,
-            claim_lease_seconds=args.claim_lease,
-            visibility_timeout=args.visibility_timeout,
-            max_receive_count=args.max_receive_count,
-            pollers=args.pollers,
-            poison=args.poison,
-            duplicates=args.duplicates,
-            seed=args.seed,
-            mix=SizeMix(large_every=args.large_every),
-            drain_timeout_seconds=args.drain_timeout,
-            workdir=args.workdir,
-            keep_workdir=args.keep_workdir,
-        )
-        report = run_demo(options)
+        report = run_demo(demo_options(args))
     except (ValueError, EmulatorUnavailableError) as exc:
         raise UsageError(str(exc)) from None
     print(report.render())

@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from data_aggregator.cli import build_parser, main
+from data_aggregator.cli import build_parser, demo_options, main
+from data_aggregator.sandbox.demo import DemoOptions
 from data_aggregator.sandbox.progress import StatusLine
 
 
@@ -72,3 +73,17 @@ def test_every_subcommand_has_help() -> None:
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args([command, "--help"])
         assert exit_info.value.code == 0
+
+
+def test_demo_command_line_defaults_are_the_demo_options_defaults() -> None:
+    # The parser repeats the defaults so that --help shows them without importing the sandbox.
+    assert demo_options(build_parser().parse_args(["demo"])) == DemoOptions()
+
+
+def test_demo_command_line_reaches_every_option() -> None:
+    args = build_parser().parse_args(
+        ["demo", "--rate", "20", "--duration", "30", "--batch-size", "7", "--window", "1.5", "--pollers", "2"]
+    )
+    options = demo_options(args)
+    assert (options.rate, options.count, options.duration) == (20.0, None, 30.0)
+    assert (options.batch_size, options.window_seconds, options.pollers) == (7, 1.5, 2)
