@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from data_aggregator import telemetry
 from data_aggregator.clients import AwsClients, BundlePublisher, ClaimStore, LandingReader, make_clients
 from data_aggregator.config import Settings
 from data_aggregator.core import TimeoutGuard
@@ -127,34 +128,16 @@ def _verdict(report: BatchReport, record: SQSRecord) -> None:
         raise error
 
 
-_COUNTERS: dict[str, str] = {
-    "FilesBundled": "files_bundled",
-    "DuplicatesSkipped": "duplicates",
-    "ObjectsMissing": "missing",
-    "PoisonMessages": "poison_messages",
-    "TestEvents": "test_events",
-    "RecordsIgnored": "ignored_records",
-    "ObjectsTooLarge": "objects_too_large",
-    "ClaimsHeld": "claims_held",
-    "FetchFailures": "fetch_failures",
-    "BundlesAbandoned": "bundles_abandoned",
-    "UploadFailures": "upload_failures",
-    "CommitFailures": "commit_failures",
-    "DeadlineLeftovers": "deadline_leftovers",
-    "RecordsRetried": "records_retried",
-}
-
-
 def _publish_metrics(report: BatchReport) -> None:
-    for name, attribute in _COUNTERS.items():
+    for name, attribute in telemetry.HANDLER_COUNTERS.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=getattr(report, attribute))
-    metrics.add_metric(name="BundlesWritten", unit=MetricUnit.Count, value=len(report.bundles))
-    metrics.add_metric(name="MessagesFailed", unit=MetricUnit.Count, value=len(report.failures))
-    metrics.add_metric(name="InputBytes", unit=MetricUnit.Bytes, value=report.input_bytes)
+    metrics.add_metric(name=telemetry.BUNDLES_WRITTEN, unit=MetricUnit.Count, value=len(report.bundles))
+    metrics.add_metric(name=telemetry.MESSAGES_FAILED, unit=MetricUnit.Count, value=len(report.failures))
+    metrics.add_metric(name=telemetry.INPUT_BYTES, unit=MetricUnit.Bytes, value=report.input_bytes)
     for bundle in report.bundles:
-        metrics.add_metric(name="BundleBytes", unit=MetricUnit.Bytes, value=bundle.size)
-        metrics.add_metric(name="BundleBuildSeconds", unit=MetricUnit.Seconds, value=bundle.build_seconds)
+        metrics.add_metric(name=telemetry.BUNDLE_BYTES, unit=MetricUnit.Bytes, value=bundle.size)
+        metrics.add_metric(name=telemetry.BUNDLE_BUILD_SECONDS, unit=MetricUnit.Seconds, value=bundle.build_seconds)
         if bundle.oldest_file_age_seconds is not None:
             metrics.add_metric(
-                name="OldestFileAgeSeconds", unit=MetricUnit.Seconds, value=bundle.oldest_file_age_seconds
+                name=telemetry.OLDEST_FILE_AGE_SECONDS, unit=MetricUnit.Seconds, value=bundle.oldest_file_age_seconds
             )

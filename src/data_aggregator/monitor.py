@@ -22,6 +22,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
+from data_aggregator import telemetry
 from data_aggregator.config import Settings
 from data_aggregator.errors import ConfigError
 
@@ -32,11 +33,11 @@ if TYPE_CHECKING:
 # The variable name comes from the settings model so the monitor and the main function cannot drift apart.
 BUCKET_VARIABLE: str = Settings.model_fields["distribution_bucket_name"].alias or "DISTRIBUTION_BUCKET_NAME"
 DEFAULT_NAMESPACE = "DataAggregator"
-BUCKET_DIMENSION = "DistributionBucket"
+BUCKET_DIMENSION = telemetry.DISTRIBUTION_BUCKET_DIMENSION
 
-METRIC_OBJECT_COUNT = "DistributionObjectCount"
-METRIC_OLDEST_AGE = "DistributionOldestObjectAgeSeconds"
-METRIC_BYTES = "DistributionBytes"
+METRIC_OBJECT_COUNT = telemetry.DISTRIBUTION_OBJECT_COUNT
+METRIC_OLDEST_AGE = telemetry.DISTRIBUTION_OLDEST_AGE
+METRIC_BYTES = telemetry.DISTRIBUTION_BYTES
 
 # S3 returns at most 1,000 keys per page; asking for the maximum keeps the number of calls minimal.
 _PAGE_SIZE = 1000

@@ -103,6 +103,10 @@ class BatchReport:
     commit_failures: int = 0
     deadline_leftovers: int = 0
     records_retried: int = 0
+    fences_lost: int = 0
+    size_mismatches: int = 0
+    claim_store_permanent_errors: int = 0
+    bundles_recovered: int = 0
 
     @property
     def input_bytes(self) -> int:
