@@ -85,23 +85,45 @@ class OneCallClaims:
             results[obj.object_id] = ClaimResult(ClaimStatus.CLAIMED)
         return results
 
-    def commit(self, objects: Sequence[SourceObject], *, owner: str, bundle_key: str) -> None:
+    def record_intent(self, objects: Sequence[SourceObject], *, owner: str, bundle_key: str) -> set[str]:
+        return self._update_each(objects, owner, "SET pending_bundle = :k", {":k": {"S": bundle_key}})
+
+    def commit(self, objects: Sequence[SourceObject], *, owner: str, bundle_key: str) -> set[str]:
+        return self._update_each(
+            objects,
+            owner,
+            "SET #s = :c, bundle_key = :k, completed_at = :t REMOVE pending_bundle",
+            {":c": {"S": "COMPLETED"}, ":k": {"S": bundle_key}, ":t": {"N": str(int(time.time()))}},
+        )
+
+    def hand_over(self, objects: Sequence[SourceObject], *, owner: str) -> set[str]:
+        return self._update_each(objects, owner, "SET lease_expires_at = :z", {":z": {"N": "0"}})
+
+    def release(self, objects: Sequence[SourceObject], *, owner: str) -> set[str]:
+        for obj in objects:
+            self._client.delete_item(
+                TableName=self._table,
+                Key={"ObjectID": {"S": obj.object_id}},
+                ConditionExpression="#o = :o",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":o": {"S": owner}},
+            )
+        return set()
+
+    def _update_each(
+        self, objects: Sequence[SourceObject], owner: str, expression: str, values: Mapping[str, Any]
+    ) -> set[str]:
+        """The same fenced write as the real store, one UpdateItem per object."""
         for obj in objects:
             self._client.update_item(
                 TableName=self._table,
                 Key={"ObjectID": {"S": obj.object_id}},
-                UpdateExpression="SET #s = :c, bundle_key = :k, completed_at = :t",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":c": {"S": "COMPLETED"},
-                    ":k": {"S": bundle_key},
-                    ":t": {"N": str(int(time.time()))},
-                },
+                UpdateExpression=expression,
+                ConditionExpression="#o = :o",
+                ExpressionAttributeNames={"#s": "status", "#o": "owner"} if "#s" in expression else {"#o": "owner"},
+                ExpressionAttributeValues={**values, ":o": {"S": owner}},
             )
-
-    def release(self, objects: Sequence[SourceObject]) -> None:
-        for obj in objects:
-            self._client.delete_item(TableName=self._table, Key={"ObjectID": {"S": obj.object_id}})
+        return set()
 
 
 def run(scale: Scale) -> Result:

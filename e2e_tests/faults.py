@@ -68,6 +68,7 @@ _CALL = re.compile(r"^(s3|dynamodb|sqs):(\*|[A-Z][A-Za-z0-9]+)$")
 _READ_ONLY = frozenset(
     {"GetObject", "HeadObject", "ListObjectsV2", "ListObjectVersions", "GetItem", "Scan", "Query", "GetQueueAttributes"}
 )
+_NOWHERE = "http://fault-injected.invalid/"
 _ERRORS: dict[str, dict[str, tuple[int, str]]] = {
     "throttle": {
         "s3": (503, "SlowDown"),
@@ -463,6 +464,11 @@ class FaultInjector:
             self._deliver(request, service, operation)
         if rule.kind == "connection_reset":
             raise ConnectionClosedError(endpoint_url=url)
+        if not rule.applied:
+            # botocore runs every before-send handler and keeps the first answer: an in-process emulator
+            # (moto's mock) registered after us would still execute the request. Point it nowhere, so an
+            # injected failure that must not take effect never does.
+            request.url = _NOWHERE
         return error_response(service, rule.kind, url)
 
     def _deliver(self, request: AWSPreparedRequest, service: str, operation: str) -> None:

@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from data_aggregator import telemetry
 from data_aggregator.clients import AwsClients, BundlePublisher, ClaimStore, LandingReader, make_clients
 from data_aggregator.config import Settings
-from data_aggregator.core import TimeoutGuard
+from data_aggregator.core import Deadline, TimeoutGuard, bound_by
 from data_aggregator.service import Aggregator, BatchReport, InboundMessage
 
 SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME") or "data-aggregator"
@@ -59,7 +59,11 @@ def build_aggregator(settings: Settings, clients: AwsClients) -> Aggregator:
             ttl_attribute=settings.dynamodb_ttl_attribute,
             ttl_days=settings.idempotency_ttl_days,
         ),
-        publisher=BundlePublisher(clients.s3, multipart_threshold=settings.multipart_threshold_bytes),
+        publisher=BundlePublisher(
+            clients.s3,
+            multipart_threshold=settings.multipart_threshold_bytes,
+            spool_memory_bytes=settings.spool_memory_bytes,
+        ),
     )
 
 
@@ -103,12 +107,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         reserve_seconds=settings.timeout_reserve_seconds,
         bytes_per_second=settings.guard_bytes_per_second,
     )
-    report = build_aggregator(settings, clients).run(
-        messages,
-        guard=guard,
-        owner=f"{context.aws_request_id}/{uuid.uuid4().hex[:8]}",
-        lease_seconds=lease_seconds(settings, remaining_seconds()),
-    )
+    # Every AWS call below is bounded by what is left of the invocation (clients.bind_to_deadlines).
+    deadline = Deadline(remaining_seconds, reserve_seconds=settings.timeout_reserve_seconds)
+    with bound_by(deadline):
+        report = build_aggregator(settings, clients).run(
+            messages,
+            guard=guard,
+            owner=f"{context.aws_request_id}/{uuid.uuid4().hex[:8]}",
+            lease_seconds=lease_seconds(settings, remaining_seconds()),
+        )
     _publish_metrics(report)
     tracer.put_annotation("bundles", str(len(report.bundles)))
     tracer.put_annotation("failed_messages", str(len(report.failures)))

@@ -8,22 +8,34 @@ classification of every failure into our error taxonomy.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import logging
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from boto3.s3.transfer import TransferConfig
+from botocore.awsrequest import AWSPreparedRequest
+from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from data_aggregator.core import BuiltBundle
-from data_aggregator.errors import ClaimStoreError, FetchError, ObjectMissingError, UploadError
+from data_aggregator.core import BundleBody, StoredBundle, current_deadline
+from data_aggregator.errors import (
+    ClaimStoreError,
+    FetchError,
+    ObjectMissingError,
+    PermanentStoreError,
+    SizeMismatchError,
+    UploadError,
+)
 from data_aggregator.models import ClaimResult, ClaimStatus, SourceObject
 
 if TYPE_CHECKING:
@@ -31,11 +43,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
         TransactWriteItemTypeDef,
-        WriteRequestOutputTypeDef,
-        WriteRequestTypeDef,
     )
     from mypy_boto3_s3.client import S3Client
-    from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, GetObjectOutputTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +59,68 @@ _PERMANENT_CODES = frozenset({"AccessDenied", "InvalidObjectState", "AllAccessDi
 _STREAM_ERRORS = (BotoCoreError, Urllib3HTTPError, OSError)
 
 type Sleep = Callable[[float], None]
+
+# Below this many seconds of budget a call is not started: it could not finish, and a refused call is
+# cheaper than one that stalls past the deadline.
+_MIN_CALL_SECONDS = 0.5
+_READ_TIMEOUT_SECONDS = 30.0
+_CONNECT_TIMEOUT_SECONDS = 3.0
+# botocore's standard retry mode sleeps up to min(20, 2 ** (attempt - 1)) seconds before the next attempt.
+_SDK_MAX_BACKOFF_SECONDS = 20.0
+
+
+class DeadlineReachedError(BotoCoreError):
+    """A call refused because the invocation's deadline leaves no time for it (see ``core.Deadline``).
+
+    A BotoCoreError so that every facade treats it like any failed call; botocore does not retry it.
+    """
+
+    fmt = "not started: {budget:.2f} s left before the invocation's deadline"
+
+
+def deadline_budget() -> float | None:
+    """Seconds the current invocation's calls may still take; None outside an invocation (CLI, tests)."""
+    deadline = current_deadline()
+    return None if deadline is None else deadline.budget()
+
+
+def _bound_request(request: AWSPreparedRequest, **_: object) -> None:
+    """botocore ``before-send`` hook, run before every attempt: cap its read timeout at the budget.
+
+    botocore reads a per-request ``read_timeout`` from the request context, so a stalled response can
+    no longer hold the invocation past its deadline whatever the client's configured timeout is.
+    """
+    budget = deadline_budget()
+    if budget is None:
+        return
+    if budget < _MIN_CALL_SECONDS:
+        raise DeadlineReachedError(budget=budget)
+    context: dict[str, object] = request.context  # type: ignore[attr-defined]  # botocore >= 1.42, not in stubs
+    context["read_timeout"] = min(_READ_TIMEOUT_SECONDS, budget)
+
+
+def _retry_within_deadline(attempts: int, **_: object) -> bool | None:
+    """botocore ``needs-retry`` hook, run before the SDK's own: no retry whose sleep could pass the deadline.
+
+    Returning False stops the retries (the last error is raised); None leaves the decision to the SDK.
+    """
+    budget = deadline_budget()
+    if budget is None:
+        return None
+    worst_sleep = min(_SDK_MAX_BACKOFF_SECONDS, 2.0 ** max(attempts - 1, 0))
+    return False if budget < worst_sleep + _MIN_CALL_SECONDS else None
+
+
+def bind_to_deadlines(client: BaseClient) -> None:
+    """Install the deadline hooks on a boto3 client (idempotent: unique ids)."""
+    service = client.meta.service_model.service_id.hyphenize()
+    # The stubs type handlers as returning None; needs-retry handlers return a verdict by design.
+    client.meta.events.register_first(
+        f"needs-retry.{service}",
+        _retry_within_deadline,  # type: ignore[arg-type]
+        unique_id="deadline-retry",
+    )
+    client.meta.events.register_first(f"before-send.{service}", _bound_request, unique_id="deadline-send")
 
 
 def error_code(exc: ClientError) -> str:
@@ -73,17 +145,21 @@ def make_clients(*, max_pool_connections: int = 32) -> AwsClients:
     """boto3 clients with standard retries; endpoints come from AWS_ENDPOINT_URL when set (emulators).
 
     Five attempts (botocore's standard mode, exponential backoff with jitter) ride out throttling and
-    brief 5xx storms; AWS_MAX_ATTEMPTS, the SDK's own variable, overrides it.
+    brief 5xx storms; AWS_MAX_ATTEMPTS, the SDK's own variable, overrides it. Inside an invocation
+    every attempt, its read timeout and the sleep before it are bounded by the deadline.
     """
     config = Config(
         retries={"mode": "standard", "total_max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 5)},
         max_pool_connections=max_pool_connections,
-        connect_timeout=5,
-        read_timeout=30,
+        connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=_READ_TIMEOUT_SECONDS,
         tcp_keepalive=True,
     )
     session = boto3.session.Session()
-    return AwsClients(s3=session.client("s3", config=config), dynamodb=session.client("dynamodb", config=config))
+    clients = AwsClients(s3=session.client("s3", config=config), dynamodb=session.client("dynamodb", config=config))
+    bind_to_deadlines(clients.s3)
+    bind_to_deadlines(clients.dynamodb)
+    return clients
 
 
 # --------------------------------------------------------------------------------------------- S3 source
@@ -124,6 +200,7 @@ class S3ObjectStream:
             try:
                 for chunk in self._body.iter_chunks(self._chunk_size):
                     offset += len(chunk)
+                    _check_budget(self._error, f"stopped at byte {offset} of {self.size}")
                     yield chunk
             except _STREAM_ERRORS as exc:
                 if offset >= self.size:
@@ -140,7 +217,9 @@ class S3ObjectStream:
     def _resume(self, offset: int, cause: BaseException) -> None:
         if self.resumes >= self._max_resumes:
             raise self._error(f"stream broke at byte {offset} of {self.size} after {self.resumes} resumes", cause)
-        self._sleep(backoff_delay(self.resumes))
+        delay = backoff_delay(self.resumes)
+        _check_budget(self._error, f"no time left to resume at byte {offset}", delay)
+        self._sleep(delay)
         self.resumes += 1
         self._body.close()
         request: dict[str, Any] = {**self._request, "Range": f"bytes={offset}-"}
@@ -160,6 +239,13 @@ class S3ObjectStream:
         return FetchError(
             f"reading s3://{bucket}/{key}: {what}", operation="GetObject", bucket=bucket, key=key, cause=cause
         )
+
+
+def _check_budget(error: Callable[[str, BaseException | None], FetchError], what: str, after: float = 0.0) -> None:
+    """Raise the reader's error when the deadline leaves no time to go on (after sleeping ``after``)."""
+    budget = deadline_budget()
+    if budget is not None and budget < after + _MIN_CALL_SECONDS:
+        raise error(f"{what}: the invocation's deadline is near ({budget:.1f} s left)", None)
 
 
 class LandingReader:
@@ -197,6 +283,16 @@ class LandingReader:
         except BotoCoreError as exc:
             raise _fetch_failure(obj, "GetObject", "failed", exc) from exc
         pinned = {k: v for k, v in request.items() if k != "IfMatch"}
+        size = int(response["ContentLength"])
+        if obj.size is not None and size != obj.size and (obj.version_id or obj.etag):
+            response["Body"].close()
+            raise SizeMismatchError(
+                f"{obj.describe()} is {size} bytes but its event announced {obj.size}; the read was pinned to that "
+                "write, so the event and the object disagree",
+                operation="GetObject",
+                bucket=obj.bucket,
+                key=obj.key,
+            )
         return S3ObjectStream(
             self._client,
             pinned,
@@ -246,17 +342,19 @@ def _fetch_failure(obj: SourceObject, operation: str, what: str, exc: Exception)
 
 
 class BundlePublisher:
-    """Writes a finished bundle to one bucket with its whole-object SHA-256, exactly once.
+    """Writes finished bundles to the output buckets exactly once, and reads back what is there.
 
-    Up to the multipart threshold a single PutObject carries ``ChecksumSHA256``, which S3 verifies
-    against the bytes it stores (a corrupt upload is rejected). Larger bundles go through boto3's
-    transfer manager, where S3's SHA-256 becomes a composite of part hashes; ``content-sha256``
-    metadata always holds the whole-object digest the consumer checks.
+    Every write is conditional (``If-None-Match: *``) and bundle keys are unique, so a write can be
+    repeated safely: when an earlier attempt was stored but its answer was lost, the repeat gets 412
+    and we know the bundle is there. Up to the multipart threshold a single PutObject carries
+    ``ChecksumSHA256``, which S3 verifies against the bytes it stores. Larger bundles are uploaded in
+    parts, each with its SHA-256, and completed with the same ``If-None-Match: *`` (S3 accepts it on
+    CompleteMultipartUpload; boto3's transfer manager does not pass it, hence our own loop).
+    ``content-sha256`` metadata always holds the whole-object digest the consumer checks.
 
-    The single PutObject is conditional (``If-None-Match: *``) and bundle keys are unique, so a write
-    can be repeated safely: when an earlier attempt was stored but its answer was lost, the repeat gets
-    412 and we know the bundle is there. Without that, a lost answer would be taken for a failure, the
-    claims released, and the redelivery would publish the same files in a second bundle.
+    The read side serves the recovery of a previous owner's bundle: does Archive hold it, was it ever
+    written to Distribution (a versioned bucket remembers a consumed-and-deleted object as a delete
+    marker), and its bytes, verified against their own ``content-sha256``.
     """
 
     def __init__(
@@ -267,57 +365,152 @@ class BundlePublisher:
         multipart_chunksize: int = 64 * 1024**2,
         attempts: int = 3,
         sleep: Sleep = time.sleep,
+        spool_memory_bytes: int = 64 * 1024**2,
     ) -> None:
         self._client = client
-        self._transfer = TransferConfig(
-            multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize, max_concurrency=4
-        )
         self._threshold = multipart_threshold
+        self._part_size = multipart_chunksize
         self._attempts = attempts
         self._sleep = sleep
+        self._spool_memory_bytes = spool_memory_bytes
 
-    def put(self, bucket: str, key: str, bundle: BuiltBundle) -> None:
+    def put(self, bucket: str, key: str, bundle: BundleBody) -> None:
         """Store the bundle; on ambiguous failures repeat the (idempotent) write a few times."""
         for attempt in range(self._attempts):
             if attempt:
-                self._sleep(backoff_delay(attempt))
+                delay = backoff_delay(attempt)
+                budget = deadline_budget()
+                if budget is not None and budget < delay + _MIN_CALL_SECONDS:
+                    raise _upload_error(bucket, key, "deadline", DeadlineReachedError(budget=budget))
+                self._sleep(delay)
             try:
-                self._put_once(bucket, key, bundle)
+                if bundle.size <= self._threshold:
+                    self._put_single(bucket, key, bundle)
+                else:
+                    self._put_multipart(bucket, key, bundle)
             except ClientError as exc:
                 code = error_code(exc)
-                if code in _PRECONDITION_CODES and bundle.size <= self._threshold:
+                if code in _PRECONDITION_CODES:
                     logger.info("bundle already stored by an earlier attempt", extra={"bucket": bucket, "key": key})
                     return
                 if not _worth_repeating(exc) or attempt == self._attempts - 1:
                     raise _upload_error(bucket, key, code, exc) from exc
+            except DeadlineReachedError as exc:
+                raise _upload_error(bucket, key, "deadline", exc) from exc
             except BotoCoreError as exc:
                 if attempt == self._attempts - 1:
                     raise _upload_error(bucket, key, type(exc).__name__, exc) from exc
             else:
                 return
 
-    def _put_once(self, bucket: str, key: str, bundle: BuiltBundle) -> None:
-        metadata = {SHA256_METADATA_KEY: bundle.sha256_hex}
+    def _put_single(self, bucket: str, key: str, bundle: BundleBody) -> None:
         bundle.body.seek(0)
-        if bundle.size <= self._threshold:
-            self._client.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=bundle.body,
-                ContentLength=bundle.size,
-                ContentType=BUNDLE_CONTENT_TYPE,
-                Metadata=metadata,
-                ChecksumSHA256=bundle.sha256_b64,
-                IfNoneMatch="*",
+        self._client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=bundle.body,
+            ContentLength=bundle.size,
+            ContentType=BUNDLE_CONTENT_TYPE,
+            Metadata={SHA256_METADATA_KEY: bundle.sha256_hex},
+            ChecksumSHA256=bundle.sha256_b64,
+            IfNoneMatch="*",
+        )
+
+    def _put_multipart(self, bucket: str, key: str, bundle: BundleBody) -> None:
+        upload = self._client.create_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            ContentType=BUNDLE_CONTENT_TYPE,
+            Metadata={SHA256_METADATA_KEY: bundle.sha256_hex},
+            ChecksumAlgorithm="SHA256",
+        )
+        upload_id = upload["UploadId"]
+        try:
+            parts: list[CompletedPartTypeDef] = []
+            bundle.body.seek(0)
+            number = 0
+            while data := bundle.body.read(self._part_size):
+                number += 1
+                checksum = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+                part = self._client.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    ChecksumSHA256=checksum,
+                )
+                parts.append({"PartNumber": number, "ETag": part["ETag"], "ChecksumSHA256": checksum})
+            self._client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
             )
-        else:
-            self._client.upload_fileobj(
-                bundle.body,
-                bucket,
-                key,
-                ExtraArgs={"ContentType": BUNDLE_CONTENT_TYPE, "Metadata": metadata, "ChecksumAlgorithm": "SHA256"},
-                Config=self._transfer,
+        except BaseException:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+
+    # -- reading back, for recovery
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Is there a current object under ``key``?"""
+        try:
+            self._client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in _MISSING_CODES:
+                return False
+            raise _recovery_error("HeadObject", bucket, key, exc) from exc
+        except BotoCoreError as exc:
+            raise _recovery_error("HeadObject", bucket, key, exc) from exc
+        return True
+
+    def ever_written(self, bucket: str, key: str) -> bool:
+        """Did ``key`` ever hold an object (current, overwritten or deleted)? Needs a versioned bucket."""
+        try:
+            page = self._client.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=10)
+        except (ClientError, BotoCoreError) as exc:
+            raise _recovery_error("ListObjectVersions", bucket, key, exc) from exc
+        entries = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+        return any(entry.get("Key") == key for entry in entries)
+
+    def read(self, bucket: str, key: str) -> StoredBundle:
+        """Spool a stored bundle and check its bytes against its own ``content-sha256``."""
+        try:
+            response = self._client.get_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _recovery_error("GetObject", bucket, key, exc) from exc
+        expected = response.get("Metadata", {}).get(SHA256_METADATA_KEY, "").lower()
+        spool = tempfile.SpooledTemporaryFile(max_size=self._spool_memory_bytes)  # noqa: SIM115 - handed to caller
+        digest = hashlib.sha256()
+        try:
+            for chunk in response["Body"].iter_chunks(1024 * 1024):
+                digest.update(chunk)
+                spool.write(chunk)
+        except _STREAM_ERRORS as exc:
+            spool.close()
+            raise _recovery_error("GetObject", bucket, key, exc) from exc
+        if digest.hexdigest() != expected:
+            spool.close()
+            raise UploadError(
+                f"s3://{bucket}/{key} does not match its content-sha256 ({digest.hexdigest()} != {expected or 'none'})",
+                operation="GetObject",
+                bucket=bucket,
+                key=key,
+                retryable=False,
             )
+        size = spool.tell()
+        spool.seek(0)
+        return StoredBundle(body=spool, size=size, sha256_hex=expected)
+
+
+def _recovery_error(operation: str, bucket: str, key: str, exc: Exception) -> UploadError:
+    code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+    return UploadError(
+        f"{operation} s3://{bucket}/{key} while completing a bundle failed ({code})",
+        operation=operation,
+        bucket=bucket,
+        key=key,
+        cause=exc,
+    )
 
 
 def _worth_repeating(exc: ClientError) -> bool:
@@ -338,16 +531,46 @@ def _upload_error(bucket: str, key: str, code: str, exc: Exception) -> UploadErr
 _IN_PROGRESS = "IN_PROGRESS"
 _COMPLETED = "COMPLETED"
 _TRANSACT_LIMIT = 100
-_BATCH_WRITE_LIMIT = 25
+# Errors no retry can fix: a wrong table name, missing permissions, a malformed request. Retrying them
+# five rounds per invocation only hides a deployment mistake behind latency.
+_PERMANENT_STORE_CODES = frozenset(
+    {
+        "ValidationException",
+        "AccessDeniedException",
+        "ResourceNotFoundException",
+        "UnrecognizedClientException",
+        "UnknownOperationException",
+        "MissingAuthenticationTokenException",
+        "InvalidSignatureException",
+        "SerializationException",
+        "IncompleteSignature",
+        "AccessDenied",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What the table held for an object when our last write was refused."""
+
+    owner: str
+    pending_bundle_key: str | None
 
 
 class ClaimStore:
-    """The idempotency table: IN_PROGRESS lease -> COMPLETED (with bundle key), or released.
+    """The idempotency table: a fenced lease per object, IN_PROGRESS -> COMPLETED (with bundle key).
 
-    Claims are conditional puts grouped into TransactWriteItems calls (up to 100 per call); a
-    cancelled transaction reports per item why, so duplicates and live leases are classified without
-    extra reads and the rest are retried. Commits and releases are unconditional BatchWriteItem calls:
-    only the lease holder ever issues them, and the lease outlives the invocation.
+    Every write after the claim is conditional on ``owner`` still being us: the owner token is the
+    fence. A slow invocation whose lease expired and was taken over can therefore neither commit nor
+    release the newer owner's claim; its refused writes come back as "fence lost".
+
+    Before the first bundle write the owner records the bundle key on its claims (``pending_bundle``).
+    Whoever takes over an expired claim inherits that key and completes the bundle from Archive
+    instead of bundling the object again (``service.Aggregator``).
+
+    All writes go through TransactWriteItems (up to 100 items a call): a cancelled transaction says per
+    item why, with the item as it was, so fence losses, duplicates and live leases are told apart in the
+    same round trip and only the undecided items are sent again.
     """
 
     def __init__(
@@ -368,6 +591,9 @@ class ClaimStore:
         self._clock = clock
         self._sleep = sleep
         self._max_rounds = max_rounds
+        self._broken: ClaimStoreError | None = None  # a permanent error: the table is unusable
+
+    # -- the claim
 
     def claim(self, objects: Sequence[SourceObject], *, owner: str, lease_seconds: int) -> dict[str, ClaimResult]:
         results: dict[str, ClaimResult] = {}
@@ -375,104 +601,267 @@ class ClaimStore:
             results.update(self._claim_chunk(objects[start : start + _TRANSACT_LIMIT], owner, lease_seconds))
         return results
 
-    def commit(self, objects: Sequence[SourceObject], *, owner: str, bundle_key: str) -> None:
-        now = int(self._clock())
-        items: list[WriteRequestTypeDef] = [
-            {"PutRequest": {"Item": {**self._identity(obj), **self._completed(owner, bundle_key, now)}}}
-            for obj in objects
-        ]
-        self._batch_write(items, "commit")
-
-    def release(self, objects: Sequence[SourceObject]) -> None:
-        items: list[WriteRequestTypeDef] = [
-            {"DeleteRequest": {"Key": {"ObjectID": {"S": obj.object_id}}}} for obj in objects
-        ]
-        self._batch_write(items, "release")
-
-    # -- internals
-
     def _claim_chunk(self, objects: Sequence[SourceObject], owner: str, lease_seconds: int) -> dict[str, ClaimResult]:
+        """Put-if-absent; an expired claim is taken over with an update fenced on its previous owner."""
         pending = {obj.object_id: obj for obj in objects}
+        seen: dict[str, _Seen] = {}
         results: dict[str, ClaimResult] = {}
         last_error: ClaimStoreError | None = None
         for attempt in range(self._max_rounds):
             if not pending:
                 break
-            if attempt:
-                self._sleep(backoff_delay(attempt))
+            if self._broken is not None:
+                last_error = self._broken
+                break
+            if attempt and not self._pause(attempt):
+                break
             now = int(self._clock())
             order = list(pending)
+            items = [self._claim_write(pending[oid], seen.get(oid), owner, now, lease_seconds) for oid in order]
             try:
-                self._client.transact_write_items(
-                    TransactItems=[self._claim_put(pending[oid], owner, now, lease_seconds) for oid in order]
-                )
+                self._client.transact_write_items(TransactItems=items)
             except ClientError as exc:
                 reasons = exc.response.get("CancellationReasons")
                 if error_code(exc) != "TransactionCanceledException" or not reasons:
-                    last_error = self._store_error("TransactWriteItems", exc)
-                    if error_code(exc) in {"ValidationException", "AccessDeniedException", "ResourceNotFoundException"}:
-                        break
+                    last_error = self._store_error("TransactWriteItems (claim)", exc)
                     continue
                 for oid, reason in zip(order, reasons, strict=True):
-                    verdict = self._classify(reason, owner, now)
+                    verdict = self._classify_claim(reason, owner, now, seen, oid)
                     if verdict is not None:
                         results[oid] = verdict
                         del pending[oid]
                 continue
             except BotoCoreError as exc:
-                last_error = self._store_error("TransactWriteItems", exc)
+                last_error = self._store_error("TransactWriteItems (claim)", exc)
                 continue
             for oid in order:
-                results[oid] = ClaimResult(ClaimStatus.CLAIMED)
+                previous = seen.get(oid)
+                results[oid] = ClaimResult(
+                    ClaimStatus.CLAIMED, pending_bundle_key=previous.pending_bundle_key if previous else None
+                )
             pending.clear()
         error = last_error or ClaimStoreError("claims kept conflicting", operation="TransactWriteItems")
         for oid in pending:
             results[oid] = ClaimResult(ClaimStatus.ERROR, error=error)
         return results
 
-    def _classify(self, reason: Mapping[str, Any], owner: str, now: int) -> ClaimResult | None:
-        """Turn one cancellation reason into a verdict; None means "not decided, try again"."""
+    def _classify_claim(
+        self, reason: Mapping[str, Any], owner: str, now: int, seen: dict[str, _Seen], oid: str
+    ) -> ClaimResult | None:
+        """One cancellation reason -> a verdict; None means "not decided, send it again"."""
         if reason.get("Code") != "ConditionalCheckFailed":
             return None  # 'None' (cancelled because of a neighbour), TransactionConflict, throttling
         item = reason.get("Item") or {}
-        status = item.get("status", {}).get("S")
+        if not item:
+            seen.pop(oid, None)  # released meanwhile: a plain put-if-absent next round
+            return None
+        status = _text(item, "status")
+        pending_bundle = _text(item, "pending_bundle") or None
         if status == _COMPLETED:
-            return ClaimResult(ClaimStatus.DUPLICATE, bundle_key=item.get("bundle_key", {}).get("S"))
-        if item.get("owner", {}).get("S") == owner:
-            return ClaimResult(ClaimStatus.CLAIMED)  # our own earlier attempt went through
+            return ClaimResult(ClaimStatus.DUPLICATE, bundle_key=_text(item, "bundle_key") or None)
+        if _text(item, "owner") == owner:
+            # Our own earlier attempt went through (its answer was lost), or our takeover did.
+            return ClaimResult(ClaimStatus.CLAIMED, pending_bundle_key=pending_bundle)
         lease = int(item.get("lease_expires_at", {}).get("N", "0"))
         if status == _IN_PROGRESS and lease >= now:
             return ClaimResult(ClaimStatus.HELD)
-        return None  # expired between our read of the clock and the write: try again
+        seen[oid] = _Seen(owner=_text(item, "owner"), pending_bundle_key=pending_bundle)
+        return None  # expired: take it over next round, fenced on the owner we just saw
 
-    def _claim_put(self, obj: SourceObject, owner: str, now: int, lease_seconds: int) -> TransactWriteItemTypeDef:
-        item: dict[str, AttributeValueTypeDef] = {
-            **self._identity(obj),
-            "status": {"S": _IN_PROGRESS},
-            "owner": {"S": owner},
-            "claimed_at": {"N": str(now)},
-            "lease_expires_at": {"N": str(now + lease_seconds)},
-            self._ttl_attribute: {"N": str(now + self._ttl_seconds)},
+    def _claim_write(
+        self, obj: SourceObject, previous: _Seen | None, owner: str, now: int, lease_seconds: int
+    ) -> TransactWriteItemTypeDef:
+        lease_values: dict[str, AttributeValueTypeDef] = {
+            ":in_progress": {"S": _IN_PROGRESS},
+            ":owner": {"S": owner},
+            ":claimed_at": {"N": str(now)},
+            ":lease": {"N": str(now + lease_seconds)},
+            ":ttl": {"N": str(now + self._ttl_seconds)},
         }
+        if previous is None:
+            item: dict[str, AttributeValueTypeDef] = {
+                **self._identity(obj),
+                "status": lease_values[":in_progress"],
+                "owner": lease_values[":owner"],
+                "claimed_at": lease_values[":claimed_at"],
+                "lease_expires_at": lease_values[":lease"],
+                self._ttl_attribute: lease_values[":ttl"],
+            }
+            return {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(ObjectID)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        # A takeover keeps ``pending_bundle``: the new owner must learn what the previous one was doing.
         return {
-            "Put": {
+            "Update": {
                 "TableName": self._table,
-                "Item": item,
-                "ConditionExpression": "attribute_not_exists(ObjectID) OR (#s = :in_progress AND #lease < :now)",
-                "ExpressionAttributeNames": {"#s": "status", "#lease": "lease_expires_at"},
-                "ExpressionAttributeValues": {":in_progress": {"S": _IN_PROGRESS}, ":now": {"N": str(now)}},
+                "Key": {"ObjectID": {"S": obj.object_id}},
+                "UpdateExpression": "SET #owner = :owner, claimed_at = :claimed_at, #lease = :lease, #ttl = :ttl",
+                "ConditionExpression": "#s = :in_progress AND #owner = :previous AND #lease < :now",
+                "ExpressionAttributeNames": {
+                    "#s": "status",
+                    "#owner": "owner",
+                    "#lease": "lease_expires_at",
+                    "#ttl": self._ttl_attribute,
+                },
+                "ExpressionAttributeValues": {
+                    **lease_values,
+                    ":previous": {"S": previous.owner},
+                    ":now": {"N": str(now)},
+                },
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
 
-    def _completed(self, owner: str, bundle_key: str, now: int) -> dict[str, AttributeValueTypeDef]:
-        return {
-            "status": {"S": _COMPLETED},
-            "owner": {"S": owner},
-            "bundle_key": {"S": bundle_key},
-            "completed_at": {"N": str(now)},
-            self._ttl_attribute: {"N": str(now + self._ttl_seconds)},
+    # -- fenced writes of the owner
+
+    def record_intent(self, objects: Sequence[SourceObject], *, owner: str, bundle_key: str) -> set[str]:
+        """Note on each claim the bundle about to be written; returns the ids whose fence was lost."""
+        return self._fenced(
+            objects,
+            owner,
+            "intent",
+            lambda obj: self._owner_update(obj, owner, "SET pending_bundle = :bundle", {":bundle": {"S": bundle_key}}),
+            lambda item: False,
+        )
+
+    def commit(self, objects: Sequence[SourceObject], *, owner: str, bundle_key: str) -> set[str]:
+        """IN_PROGRESS -> COMPLETED with the bundle key; returns the ids whose fence was lost.
+
+        An item already COMPLETED with this bundle key counts as done: a taker completed our bundle, or
+        an earlier attempt of this call went through and its answer was lost.
+        """
+        now = int(self._clock())
+        values: dict[str, AttributeValueTypeDef] = {
+            ":completed": {"S": _COMPLETED},
+            ":bundle": {"S": bundle_key},
+            ":now": {"N": str(now)},
+            ":ttl": {"N": str(now + self._ttl_seconds)},
         }
+        expression = (
+            "SET #s = :completed, bundle_key = :bundle, completed_at = :now, #ttl = :ttl "
+            "REMOVE pending_bundle, lease_expires_at"
+        )
+        return self._fenced(
+            objects,
+            owner,
+            "commit",
+            lambda obj: self._owner_update(obj, owner, expression, values),
+            lambda item: _text(item, "status") == _COMPLETED and _text(item, "bundle_key") == bundle_key,
+        )
+
+    def release(self, objects: Sequence[SourceObject], *, owner: str) -> set[str]:
+        """Delete our claims so a retry can claim at once; returns the ids whose fence was lost."""
+
+        def delete(obj: SourceObject) -> TransactWriteItemTypeDef:
+            return {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": {"ObjectID": {"S": obj.object_id}},
+                    "ConditionExpression": "#s = :in_progress AND #owner = :owner",
+                    "ExpressionAttributeNames": {"#s": "status", "#owner": "owner"},
+                    "ExpressionAttributeValues": {":in_progress": {"S": _IN_PROGRESS}, ":owner": {"S": owner}},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+
+        return self._fenced(objects, owner, "release", delete, lambda item: not item)
+
+    def hand_over(self, objects: Sequence[SourceObject], *, owner: str) -> set[str]:
+        """End our lease now but keep the claim and its pending bundle, for the next owner to complete.
+
+        Used once a bundle write was attempted: the bundle may be in Archive, so the claim must not be
+        deleted (a fresh claim would bundle the object again); the redelivered message takes it over.
+        """
+        return self._fenced(
+            objects,
+            owner,
+            "hand over",
+            lambda obj: self._owner_update(obj, owner, "SET #lease = :zero", {":zero": {"N": "0"}}),
+            lambda item: False,
+        )
+
+    def _owner_update(
+        self, obj: SourceObject, owner: str, expression: str, values: Mapping[str, AttributeValueTypeDef]
+    ) -> TransactWriteItemTypeDef:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"ObjectID": {"S": obj.object_id}},
+                "UpdateExpression": expression,
+                "ConditionExpression": "#s = :in_progress AND #owner = :owner",
+                "ExpressionAttributeNames": {
+                    "#s": "status",
+                    "#owner": "owner",
+                    **({"#lease": "lease_expires_at"} if "#lease" in expression else {}),
+                    **({"#ttl": self._ttl_attribute} if "#ttl" in expression else {}),
+                },
+                "ExpressionAttributeValues": {
+                    **values,
+                    ":in_progress": {"S": _IN_PROGRESS},
+                    ":owner": {"S": owner},
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _fenced(
+        self,
+        objects: Sequence[SourceObject],
+        owner: str,
+        what: str,
+        write: Callable[[SourceObject], TransactWriteItemTypeDef],
+        already_done: Callable[[Mapping[str, Any]], bool],
+    ) -> set[str]:
+        """Apply one conditional write per object; refused ones are fence losses unless already done."""
+        lost: set[str] = set()
+        for start in range(0, len(objects), _TRANSACT_LIMIT):
+            pending = {obj.object_id: obj for obj in objects[start : start + _TRANSACT_LIMIT]}
+            last_error: ClaimStoreError | None = None
+            for attempt in range(self._max_rounds):
+                if not pending:
+                    break
+                if self._broken is not None:
+                    raise self._broken
+                if attempt and not self._pause(attempt):
+                    break
+                order = list(pending)
+                try:
+                    self._client.transact_write_items(TransactItems=[write(pending[oid]) for oid in order])
+                except ClientError as exc:
+                    reasons = exc.response.get("CancellationReasons")
+                    if error_code(exc) != "TransactionCanceledException" or not reasons:
+                        last_error = self._store_error(f"TransactWriteItems ({what})", exc)
+                        continue
+                    for oid, reason in zip(order, reasons, strict=True):
+                        if reason.get("Code") == "ConditionalCheckFailed":
+                            del pending[oid]
+                            if not already_done(reason.get("Item") or {}):
+                                lost.add(oid)
+                    continue
+                except BotoCoreError as exc:
+                    last_error = self._store_error(f"TransactWriteItems ({what})", exc)
+                    continue
+                pending.clear()
+            if pending:
+                raise last_error or ClaimStoreError(
+                    f"{len(pending)} {what} writes stayed undecided after {self._max_rounds} rounds",
+                    operation="TransactWriteItems",
+                )
+        return lost
+
+    def _pause(self, attempt: int) -> bool:
+        """Back off before another round; False when the invocation's deadline leaves no room for it."""
+        delay = backoff_delay(attempt)
+        budget = deadline_budget()
+        if budget is not None and budget < delay + _MIN_CALL_SECONDS:
+            return False
+        self._sleep(delay)
+        return True
 
     @staticmethod
     def _identity(obj: SourceObject) -> dict[str, AttributeValueTypeDef]:
@@ -484,29 +873,21 @@ class ClaimStore:
             "discriminator": {"S": f"{kind}:{value}"},
         }
 
-    def _batch_write(self, requests: Sequence[WriteRequestTypeDef], what: str) -> None:
-        for start in range(0, len(requests), _BATCH_WRITE_LIMIT):
-            pending: Sequence[WriteRequestTypeDef | WriteRequestOutputTypeDef] = requests[
-                start : start + _BATCH_WRITE_LIMIT
-            ]
-            for attempt in range(self._max_rounds):
-                if attempt:
-                    self._sleep(backoff_delay(attempt))
-                try:
-                    response = self._client.batch_write_item(RequestItems={self._table: pending})
-                except (ClientError, BotoCoreError) as exc:
-                    if attempt == self._max_rounds - 1:
-                        raise self._store_error(f"BatchWriteItem ({what})", exc) from exc
-                    continue
-                pending = list(response.get("UnprocessedItems", {}).get(self._table, []))
-                if not pending:
-                    break
-            else:
-                raise ClaimStoreError(
-                    f"{len(pending)} {what} writes stayed unprocessed after {self._max_rounds} rounds",
-                    operation="BatchWriteItem",
-                )
-
     def _store_error(self, operation: str, exc: Exception) -> ClaimStoreError:
+        if isinstance(exc, DeadlineReachedError):
+            return ClaimStoreError(f"{operation} on {self._table}: {exc}", operation=operation, cause=exc)
         code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        if code in _PERMANENT_STORE_CODES:
+            detail = str(exc.response.get("Error", {}).get("Message", "")) if isinstance(exc, ClientError) else ""
+            self._broken = PermanentStoreError(
+                f"{operation} on table {self._table!r} failed for good ({code}: {detail or 'no detail'}); "
+                "check IDEMPOTENCY_TABLE_NAME and the function's DynamoDB permissions",
+                operation=operation,
+                cause=exc,
+            )
+            return self._broken
         return ClaimStoreError(f"{operation} on {self._table} failed ({code})", operation=operation, cause=exc)
+
+
+def _text(item: Mapping[str, Any], name: str) -> str:
+    return str(item.get(name, {}).get("S", ""))

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import hashlib
 import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Protocol, Self, cast
@@ -96,6 +97,38 @@ def open_compressor(sink: Writable, level: int, threads: int = 0, block_bytes: i
         IO[bytes],
         _std_gzip.GzipFile(fileobj=fileobj, mode="wb", compresslevel=_ZLIB_FALLBACK_LEVEL[level], mtime=0),
     )
+
+
+class BundleBody(Protocol):
+    """What an upload needs of a bundle: its spooled bytes and their whole-object SHA-256."""
+
+    @property
+    def body(self) -> IO[bytes]: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def sha256_hex(self) -> str: ...
+
+    @property
+    def sha256_b64(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBundle:
+    """A bundle read back from Archive (to complete a previous owner's Distribution write), verified."""
+
+    body: IO[bytes]
+    size: int
+    sha256_hex: str
+
+    @property
+    def sha256_b64(self) -> str:
+        return base64.b64encode(bytes.fromhex(self.sha256_hex)).decode("ascii")
+
+    def close(self) -> None:
+        self.body.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +351,58 @@ class TimeoutGuard:
             return True
         self.stops += 1
         return False
+
+
+class Deadline:
+    """When the invocation must have returned, and how much of that the current phase may spend.
+
+    Lambda kills an invocation at its timeout and then returns no partial response, so every call the
+    pipeline makes is bounded by this: the AWS facades cap each request's read timeout, retry sleeps
+    and resumes at ``budget()`` and refuse to start a call when it is gone. While building and uploading
+    (``working``) the reserve is kept back for what must still happen afterwards: commits, hand-overs
+    and releases, which run ``finishing()`` and may use the reserve down to a small margin.
+    """
+
+    def __init__(
+        self, remaining_seconds: Callable[[], float], *, reserve_seconds: float, margin_seconds: float = 1.0
+    ) -> None:
+        self._remaining = remaining_seconds
+        self._reserve = reserve_seconds
+        self._margin = margin_seconds
+        self._finishing = False
+
+    def budget(self) -> float:
+        """Seconds a call started now may take."""
+        left = self._remaining() - self._margin
+        return left if self._finishing else left - self._reserve
+
+    @contextlib.contextmanager
+    def finishing(self) -> Iterator[None]:
+        """Let the closing writes use the reserve."""
+        previous, self._finishing = self._finishing, True
+        try:
+            yield
+        finally:
+            self._finishing = previous
+
+
+_CURRENT_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("deadline", default=None)
+
+
+@contextlib.contextmanager
+def bound_by(deadline: Deadline) -> Iterator[Deadline]:
+    """Make ``deadline`` the one every AWS call on this thread (and threads started from a copy of its
+    context) is bounded by. A context variable, not a global: the sandbox runs several invocations at
+    once in one process over shared clients."""
+    token = _CURRENT_DEADLINE.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _CURRENT_DEADLINE.reset(token)
+
+
+def current_deadline() -> Deadline | None:
+    return _CURRENT_DEADLINE.get()
 
 
 class Stopwatch:

@@ -78,6 +78,29 @@ class ClaimStoreError(AggregatorError):
     """The idempotency table could not be read or written after the SDK's own retries."""
 
 
+class PermanentStoreError(ClaimStoreError):
+    """The idempotency table refused a call in a way no retry fixes (missing table, access denied...).
+
+    The invocation stops using the table at once, every affected message fails, and the metric
+    ``ClaimStorePermanentErrors`` tells operators that the deployment, not the data, is wrong.
+    """
+
+    default_retryable = False
+
+
+class FenceLostError(AggregatorError):
+    """Our lease expired and another invocation took the claim over; it now owns the object's fate."""
+
+
+class SizeMismatchError(AggregatorError):
+    """The object read is not the size the event announced, though the read was pinned to that write.
+
+    Redelivery cannot change what S3 holds for a version or ETag, so the message goes to the DLQ.
+    """
+
+    default_retryable = False
+
+
 class FetchError(AggregatorError):
     """An object could not be read from Landing (after retries and Range resumes).
 

@@ -12,6 +12,7 @@ waits for has always been started: no deadlock, no unbounded read-ahead.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -148,7 +149,8 @@ class OrderedPrefetcher:
             nonlocal submitted
             while submitted < min(limit, len(objects)):
                 slot = _Slot(objects[submitted], self._capacity)
-                slot.future = pool.submit(self._work, slot, cancel)
+                # A copy of the caller's context carries the invocation's deadline into the worker.
+                slot.future = pool.submit(contextvars.copy_context().run, self._work, slot, cancel)
                 live[submitted] = slot
                 submitted += 1
 

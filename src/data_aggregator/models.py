@@ -35,9 +35,17 @@ class SourceObject:
 
     @property
     def discriminator(self) -> tuple[str, str]:
-        """What tells two writes of the same key apart (SPEC §3): versionId, else sequencer, else eTag."""
+        """What tells two writes of the same key apart: versionId, else sequencer *and* eTag.
+
+        The sequencer alone is not enough: some S3 implementations give every event the same one, and
+        then two writes of one key in an unversioned bucket would share an identity and the second
+        (newer) bytes would be skipped as a duplicate. Two writes with the same bytes share an eTag but
+        not, on real S3, a sequencer; so the pair is distinct wherever either part is.
+        """
         if self.version_id:
             return ("version", self.version_id)
+        if self.sequencer and self.etag:
+            return ("sequencer+etag", f"{self.sequencer}/{self.etag}")
         if self.sequencer:
             return ("sequencer", self.sequencer)
         if self.etag:
@@ -112,7 +120,7 @@ def utc_timestamp(moment: datetime) -> str:
 class ClaimStatus(StrEnum):
     """Outcome of trying to claim one object in the idempotency table."""
 
-    CLAIMED = "CLAIMED"  # ours: IN_PROGRESS under our owner token
+    CLAIMED = "CLAIMED"  # ours: IN_PROGRESS under our owner token (``pending_bundle_key`` may be inherited)
     DUPLICATE = "DUPLICATE"  # COMPLETED earlier: acknowledge, do not bundle again
     HELD = "HELD"  # IN_PROGRESS under a live lease of another invocation: retry later
     ERROR = "ERROR"  # the table could not tell us: retry later
@@ -120,6 +128,14 @@ class ClaimStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ClaimResult:
+    """One object's claim verdict.
+
+    ``pending_bundle_key`` is set when we took over an expired claim whose previous owner had recorded
+    that it was about to publish that bundle: the bundle may be in Archive, and must then be completed
+    rather than the object bundled a second time.
+    """
+
     status: ClaimStatus
     bundle_key: str | None = None
     error: ClaimStoreError | None = None
+    pending_bundle_key: str | None = None

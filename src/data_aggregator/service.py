@@ -15,6 +15,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -22,11 +23,15 @@ from typing import Protocol
 from data_aggregator.config import Settings
 from data_aggregator.core import (
     BuiltBundle,
+    BundleBody,
     BundleWriter,
+    Deadline,
     ShortReadError,
     Stopwatch,
+    StoredBundle,
     TimeoutGuard,
     bundle_key,
+    current_deadline,
     new_bundle_id,
     plan_bundles,
 )
@@ -36,8 +41,11 @@ from data_aggregator.errors import (
     ClaimHeldError,
     ClaimStoreError,
     DeadlineError,
+    FenceLostError,
     ObjectTooLargeError,
+    PermanentStoreError,
     PoisonMessageError,
+    SizeMismatchError,
     UploadError,
 )
 from data_aggregator.events import parse_message
@@ -49,17 +57,36 @@ logger = logging.getLogger(__name__)
 
 
 class Claims(Protocol):
+    """The fenced claim store (``clients.ClaimStore``); writes return the ids whose fence was lost."""
+
     def claim(
         self, objects: Sequence[SourceObject], *, owner: str, lease_seconds: int
     ) -> Mapping[str, ClaimResult]: ...
 
-    def commit(self, objects: Sequence[SourceObject], *, owner: str, bundle_key: str) -> None: ...
+    def record_intent(self, objects: Sequence[SourceObject], *, owner: str, bundle_key: str) -> set[str]: ...
 
-    def release(self, objects: Sequence[SourceObject]) -> None: ...
+    def commit(self, objects: Sequence[SourceObject], *, owner: str, bundle_key: str) -> set[str]: ...
+
+    def release(self, objects: Sequence[SourceObject], *, owner: str) -> set[str]: ...
+
+    def hand_over(self, objects: Sequence[SourceObject], *, owner: str) -> set[str]: ...
 
 
 class Publisher(Protocol):
-    def put(self, bucket: str, key: str, bundle: BuiltBundle) -> None: ...
+    """The output buckets (``clients.BundlePublisher``): conditional writes and the reads recovery needs."""
+
+    def put(self, bucket: str, key: str, bundle: BundleBody) -> None: ...
+
+    def exists(self, bucket: str, key: str) -> bool: ...
+
+    def ever_written(self, bucket: str, key: str) -> bool: ...
+
+    def read(self, bucket: str, key: str) -> StoredBundle: ...
+
+
+# A lease is trusted locally only while this much of it is left: it covers clock skew between
+# invocations, so nobody can have taken the claim over while we still believe we hold it.
+FENCE_SKEW_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +171,10 @@ class Aggregator:
         if not targets:
             return batch.report
         try:
-            claimed = self._claim(batch, targets, lease_seconds)
+            batch.lease_expires_at = self._clock() + lease_seconds
+            claimed, inherited = self._claim(batch, targets, lease_seconds)
+            for pending_key, objects in inherited.items():
+                claimed.extend(self._recover(batch, pending_key, objects))
             groups = plan_bundles(
                 claimed,
                 max_files=self._settings.max_files_per_bundle,
@@ -156,19 +186,27 @@ class Aggregator:
                     break
                 self._bundle(batch, group, guard)
         finally:
-            self._release(batch)
+            with _finishing(current_deadline()):
+                self._release(batch)
         return batch.report
 
     # -- steps
 
-    def _claim(self, batch: _Batch, targets: dict[str, SourceObject], lease_seconds: int) -> list[SourceObject]:
+    def _claim(
+        self, batch: _Batch, targets: dict[str, SourceObject], lease_seconds: int
+    ) -> tuple[list[SourceObject], dict[str, list[SourceObject]]]:
+        """Claim every target; returns the fresh claims and, by bundle key, the inherited ones."""
         results = self._claims.claim(list(targets.values()), owner=batch.owner, lease_seconds=lease_seconds)
         claimed: list[SourceObject] = []
+        inherited: dict[str, list[SourceObject]] = defaultdict(list)
         for object_id, obj in targets.items():
             result = results[object_id]
             if result.status is ClaimStatus.CLAIMED:
-                claimed.append(obj)
                 batch.held_by_us[object_id] = obj
+                if result.pending_bundle_key:
+                    inherited[result.pending_bundle_key].append(obj)
+                else:
+                    claimed.append(obj)
             elif result.status is ClaimStatus.DUPLICATE:
                 batch.report.duplicates += 1
                 logger.debug(
@@ -187,8 +225,45 @@ class Aggregator:
                     ),
                 )
             else:
-                batch.fail_object(obj, result.error or ClaimStoreError("claim failed", operation="claim"))
-        return claimed
+                error = result.error or ClaimStoreError("claim failed", operation="claim")
+                batch.store_failed(error)
+                batch.fail_object(obj, error)
+        return claimed, inherited
+
+    def _recover(self, batch: _Batch, key: str, objects: list[SourceObject]) -> list[SourceObject]:
+        """Finish a previous owner's bundle ``key`` for claims we took over; return what still needs bundling.
+
+        The previous owner recorded ``key`` on these claims before its first write, then died or lost
+        its lease. Archive decides: without the bundle there, nothing of it was published and the objects
+        are bundled afresh. With it, Distribution gets the same bytes unless it ever held that key (a
+        versioned bucket keeps a delete marker once the consumer took it), and the claims are committed:
+        the objects are duplicates, never bundled twice.
+        """
+        settings = self._settings
+        batch.written.update(obj.object_id for obj in objects)  # until settled, the bundle may be out there
+        try:
+            if not self._publisher.exists(settings.archive_bucket_name, key):
+                batch.written.difference_update(obj.object_id for obj in objects)
+                logger.info("taken-over bundle never reached Archive; bundling afresh", extra={"bundle_key": key})
+                return objects
+            if not self._publisher.ever_written(settings.distribution_bucket_name, key):
+                stored = self._publisher.read(settings.archive_bucket_name, key)
+                try:
+                    self._publisher.put(settings.distribution_bucket_name, key, stored)
+                finally:
+                    stored.close()
+        except UploadError as exc:
+            batch.report.upload_failures += 1
+            for obj in objects:
+                batch.fail_object(obj, exc)
+            return []
+        for obj in objects:
+            batch.held_by_us.pop(obj.object_id, None)
+        batch.report.bundles_recovered += 1
+        batch.report.duplicates += len(objects)
+        logger.info("completed a previous owner's bundle", extra={"bundle_key": key, "files": len(objects)})
+        self._commit(batch, objects, key)
+        return []
 
     def _bundle(self, batch: _Batch, group: list[SourceObject], guard: TimeoutGuard) -> None:
         """Build one bundle from a planned group and publish it; every object ends settled."""
@@ -270,9 +345,30 @@ class Aggregator:
         return None
 
     def _publish(self, batch: _Batch, key: str, bundle: BuiltBundle, added: list[SourceObject]) -> bool:
+        """Intent, Archive, Distribution, commit: the order that makes every interruption recoverable."""
         settings = self._settings
+        if not batch.lease_holds(self._clock()):
+            # Too little of our lease is left to be sure nobody takes the claims over mid-write.
+            batch.report.bundles_abandoned += 1
+            too_late = DeadlineError("claim lease too close to expiry to publish", operation="publish")
+            batch.fail_unsettled(added, too_late)
+            return False
+        try:
+            lost = self._claims.record_intent(added, owner=batch.owner, bundle_key=key)
+        except ClaimStoreError as exc:
+            batch.store_failed(exc)
+            batch.report.bundles_abandoned += 1
+            batch.fail_unsettled(added, exc)
+            return False
+        if lost:
+            self._fences_lost(batch, [obj for obj in added if obj.object_id in lost], "intent")
+            batch.report.bundles_abandoned += 1
+            batch.fail_unsettled(added, FenceLostError("a claim of this bundle was taken over", operation="publish"))
+            return False
+        batch.written.update(obj.object_id for obj in added)  # from here on: hand over, never delete
         try:
             self._publisher.put(settings.archive_bucket_name, key, bundle)  # authoritative copy first (R5)
+            self._check_lease_after_archive(batch, key)
             self._publisher.put(settings.distribution_bucket_name, key, bundle)
         except UploadError as exc:
             batch.report.upload_failures += 1
@@ -292,29 +388,79 @@ class Aggregator:
                 "sha256": bundle.sha256_hex,
             },
         )
-        try:
-            self._claims.commit(added, owner=batch.owner, bundle_key=key)
-        except ClaimStoreError as exc:
-            # The files are durably in both buckets, so the messages are acknowledged; the claims stay
-            # IN_PROGRESS until their lease expires, after which a duplicate notification would bundle
-            # a second copy. A duplicate, never a loss.
-            batch.report.commit_failures += 1
-            logger.error(  # noqa: TRY400 - the cause is in the context; no traceback noise
-                "commit failed after publishing; duplicates possible", extra=exc.context()
-            )
+        with _finishing(current_deadline()):
+            self._commit(batch, added, key)
         return True
 
+    def _check_lease_after_archive(self, batch: _Batch, key: str) -> None:
+        """A slow Archive write may outlast the lease: then someone may own these claims already, and
+        Distribution is left to whoever completes the bundle from Archive (it is handed over)."""
+        if not batch.lease_holds(self._clock()):
+            raise UploadError(
+                f"claim lease ran short after writing s3://{self._settings.archive_bucket_name}/{key}; handed over",
+                operation="publish",
+                key=key,
+            )
+
+    def _commit(self, batch: _Batch, objects: list[SourceObject], key: str) -> None:
+        """COMPLETED with the bundle key; the files are durable either way, so failures only cost time.
+
+        A commit that fails leaves the claims IN_PROGRESS with the bundle recorded on them: whoever
+        takes them over later finds the bundle in both buckets and commits it, never bundling again.
+        """
+        try:
+            lost = self._claims.commit(objects, owner=batch.owner, bundle_key=key)
+        except ClaimStoreError as exc:
+            batch.store_failed(exc)
+            batch.report.commit_failures += 1
+            logger.error(  # noqa: TRY400 - the cause is in the context; no traceback noise
+                "commit failed after publishing; the next owner of these claims completes it",
+                extra={"bundle_key": key, **exc.context()},
+            )
+            return
+        if lost:
+            self._fences_lost(batch, [obj for obj in objects if obj.object_id in lost], "commit")
+
+    @staticmethod
+    def _fences_lost(batch: _Batch, objects: Sequence[SourceObject], step: str) -> None:
+        """Another invocation owns these claims now: never touch them again, and say so."""
+        batch.report.fences_lost += len(objects)
+        for obj in objects:
+            batch.held_by_us.pop(obj.object_id, None)
+        logger.warning(
+            "claims were taken over by another invocation",
+            extra={"step": step, "objects": len(objects), "owner": batch.owner},
+        )
+
     def _release(self, batch: _Batch) -> None:
-        """Give back every claim that did not end in a published bundle, so a retry can take it."""
+        """Give back every claim that did not end in a published bundle, so a retry can take it.
+
+        A claim whose bundle write was attempted is handed over (lease ended, bundle key kept) rather
+        than deleted: the bundle may be in Archive, and only the next owner's check can tell.
+        """
         if not batch.held_by_us:
             return
         leftovers = list(batch.held_by_us.values())
         batch.held_by_us.clear()
-        try:
-            self._claims.release(leftovers)
-        except ClaimStoreError as exc:
-            # Not a loss: these messages already fail, and the leases expire before redelivery.
-            logger.warning("releasing claims failed; leases will expire", extra=exc.context())
+        to_hand_over = [obj for obj in leftovers if obj.object_id in batch.written]
+        to_release = [obj for obj in leftovers if obj.object_id not in batch.written]
+        for objects, action in ((to_hand_over, self._claims.hand_over), (to_release, self._claims.release)):
+            if not objects:
+                continue
+            try:
+                lost = action(objects, owner=batch.owner)
+            except ClaimStoreError as exc:
+                # Not a loss: these messages already fail, and the leases expire before redelivery.
+                batch.store_failed(exc)
+                logger.warning("releasing claims failed; leases will expire", extra=exc.context())
+                continue
+            if lost:
+                self._fences_lost(batch, [obj for obj in objects if obj.object_id in lost], "release")
+
+
+def _finishing(deadline: Deadline | None) -> AbstractContextManager[None]:
+    """Closing writes may use the deadline's reserve; outside an invocation there is none."""
+    return deadline.finishing() if deadline is not None else nullcontext()
 
 
 def _oldest_age(objects: Sequence[SourceObject], now: float) -> float | None:
@@ -332,6 +478,19 @@ class _Batch:
         self.waiting: dict[str, list[str]] = defaultdict(list)
         self.held_by_us: dict[str, SourceObject] = {}  # claimed and not yet published
         self.settled: set[str] = set()  # claimed objects with a verdict (missing, failed, left over)
+        self.written: set[str] = set()  # claims whose bundle may be in Archive: hand over, never delete
+        self.lease_expires_at = 0.0
+        self._store_broken = False
+
+    def lease_holds(self, now: float) -> bool:
+        """Is enough of our lease left that no other invocation can have taken our claims over?"""
+        return now + FENCE_SKEW_SECONDS < self.lease_expires_at
+
+    def store_failed(self, error: ClaimStoreError) -> None:
+        """Count a table that refuses us for good once per invocation: it is a deployment problem."""
+        if isinstance(error, PermanentStoreError) and not self._store_broken:
+            self._store_broken = True
+            self.report.claim_store_permanent_errors += 1
 
     def collect(self, messages: Sequence[InboundMessage]) -> dict[str, SourceObject]:
         """Parse every message; return the unique objects to claim, in first-seen order."""
@@ -391,6 +550,8 @@ class _Batch:
     def fetch_failed(self, obj: SourceObject, error: AggregatorError) -> None:
         if isinstance(error, ObjectTooLargeError):
             self.report.objects_too_large += 1
+        elif isinstance(error, SizeMismatchError):
+            self.report.size_mismatches += 1
         else:
             self.report.fetch_failures += 1
         self.fail_object(obj, error)

@@ -77,7 +77,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, no_endpoint_override: None) -> Iterator
         dynamodb = boto3.client("dynamodb")
         for bucket in (LANDING, ARCHIVE, DISTRIBUTION):
             s3.create_bucket(Bucket=bucket)
-        for bucket in (LANDING, ARCHIVE):
+        for bucket in (LANDING, ARCHIVE, DISTRIBUTION):  # as the Terraform baseline does
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         dynamodb.create_table(
             TableName=TABLE,

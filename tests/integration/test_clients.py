@@ -15,7 +15,7 @@ from urllib3.exceptions import ProtocolError
 
 from data_aggregator.clients import BundlePublisher, ClaimStore, LandingReader
 from data_aggregator.core import BuiltBundle, BundleWriter
-from data_aggregator.errors import ClaimStoreError, FetchError, ObjectMissingError, UploadError
+from data_aggregator.errors import ClaimStoreError, FetchError, ObjectMissingError, PermanentStoreError, UploadError
 from data_aggregator.models import ClaimStatus, SourceObject
 from tests.integration.conftest import AwsWorld
 from tests.support import ARCHIVE, DISTRIBUTION, LANDING, TABLE, chunked, sha256_hex
@@ -242,7 +242,7 @@ def test_release_removes_the_claim(aws: AwsWorld) -> None:
     store = claims(aws)
     obj = SourceObject(LANDING, "r", etag="e")
     store.claim([obj], owner="A", lease_seconds=60)
-    store.release([obj])
+    store.release([obj], owner="A")
     assert aws.claim_item(obj.object_id) is None
     assert store.claim([obj], owner="B", lease_seconds=60)[obj.object_id].status is ClaimStatus.CLAIMED
 
@@ -264,8 +264,94 @@ def test_large_batches_are_chunked_and_mixed_verdicts_are_sorted_out(aws: AwsWor
     store.commit(claimed, owner="Z", bundle_key="new")
     items = {i["ObjectID"]: i for i in aws.claim_items()}
     assert sum(1 for i in items.values() if i["status"] == "COMPLETED" and i["bundle_key"] == "new") == 258
-    store.release(claimed)
-    assert len(aws.claim_items()) == 2
+    # Committed claims are nobody's to release: the fenced delete refuses every one of them.
+    assert store.release(claimed, owner="Z") == {o.object_id for o in claimed}
+    assert len(aws.claim_items()) == 260
+
+
+# ------------------------------------------------------------------ fencing, intent, hand-over
+
+
+def test_a_slow_owner_cannot_release_or_commit_a_newer_owners_claim(aws: AwsWorld) -> None:
+    """A's lease expires, B takes over: A's late release and commit are refused and reported as lost."""
+    clock = Clock()
+    store = claims(aws, clock)
+    obj = SourceObject(LANDING, "fenced", etag="e")
+    store.claim([obj], owner="A", lease_seconds=60)
+    clock.now += 61
+    assert store.claim([obj], owner="B", lease_seconds=60)[obj.object_id].status is ClaimStatus.CLAIMED
+
+    assert store.release([obj], owner="A") == {obj.object_id}
+    assert store.commit([obj], owner="A", bundle_key="bundles/a.tar.gz") == {obj.object_id}
+    assert store.hand_over([obj], owner="A") == {obj.object_id}
+    assert store.record_intent([obj], owner="A", bundle_key="bundles/a.tar.gz") == {obj.object_id}
+    item = aws.claim_item(obj.object_id)
+    assert item is not None
+    assert (item["owner"], item["status"]) == ("B", "IN_PROGRESS")
+    assert "pending_bundle" not in item
+    # A third invocation meets B's live lease, not a released claim.
+    assert store.claim([obj], owner="C", lease_seconds=60)[obj.object_id].status is ClaimStatus.HELD
+    assert store.commit([obj], owner="B", bundle_key="bundles/b.tar.gz") == set()
+
+
+def test_a_takeover_inherits_the_bundle_its_previous_owner_was_publishing(aws: AwsWorld) -> None:
+    clock = Clock()
+    store = claims(aws, clock)
+    obj = SourceObject(LANDING, "inherit", etag="e")
+    store.claim([obj], owner="A", lease_seconds=60)
+    assert store.record_intent([obj], owner="A", bundle_key="bundles/a.tar.gz") == set()
+    # A live lease is still A's, whatever it recorded.
+    assert store.claim([obj], owner="B", lease_seconds=60)[obj.object_id].status is ClaimStatus.HELD
+    clock.now += 61
+    result = store.claim([obj], owner="B", lease_seconds=60)[obj.object_id]
+    assert (result.status, result.pending_bundle_key) == (ClaimStatus.CLAIMED, "bundles/a.tar.gz")
+    assert store.commit([obj], owner="B", bundle_key="bundles/a.tar.gz") == set()
+    item = aws.claim_item(obj.object_id)
+    assert item is not None
+    assert (item["status"], item["bundle_key"]) == ("COMPLETED", "bundles/a.tar.gz")
+    assert "pending_bundle" not in item
+    # Committing again (an answer lost the first time) is not a lost fence.
+    assert store.commit([obj], owner="B", bundle_key="bundles/a.tar.gz") == set()
+
+
+def test_hand_over_ends_the_lease_now_and_keeps_the_pending_bundle(aws: AwsWorld) -> None:
+    clock = Clock()
+    store = claims(aws, clock)
+    obj = SourceObject(LANDING, "handed", etag="e")
+    store.claim([obj], owner="A", lease_seconds=600)
+    store.record_intent([obj], owner="A", bundle_key="bundles/a.tar.gz")
+    assert store.hand_over([obj], owner="A") == set()
+    result = store.claim([obj], owner="B", lease_seconds=60)[obj.object_id]
+    assert (result.status, result.pending_bundle_key) == (ClaimStatus.CLAIMED, "bundles/a.tar.gz")
+
+
+def test_two_takers_of_one_expired_claim_cannot_both_win(aws: AwsWorld) -> None:
+    """The takeover is fenced on the owner it saw: the second taker finds the first one's live lease."""
+    clock = Clock()
+    store = claims(aws, clock)
+    obj = SourceObject(LANDING, "contested", etag="e")
+    store.claim([obj], owner="dead", lease_seconds=60)
+    clock.now += 61
+    assert store.claim([obj], owner="B", lease_seconds=60)[obj.object_id].status is ClaimStatus.CLAIMED
+    assert store.claim([obj], owner="C", lease_seconds=60)[obj.object_id].status is ClaimStatus.HELD
+
+
+def test_a_missing_table_fails_fast_naming_the_table(aws: AwsWorld) -> None:
+    """ResourceNotFound can never succeed on retry: one call, one clear error, and the store stays shut."""
+    calls: list[str] = []
+    aws.dynamodb.meta.events.register("before-call.dynamodb", lambda **kw: calls.append(kw["model"].name))
+    store = ClaimStore(aws.dynamodb, table="no-such-table", ttl_attribute="ttl", ttl_days=1, sleep=NO_SLEEP)
+    obj = SourceObject(LANDING, "a", etag="1")
+    result = store.claim([obj], owner="o", lease_seconds=60)[obj.object_id]
+    assert result.status is ClaimStatus.ERROR
+    assert isinstance(result.error, PermanentStoreError)
+    assert not result.error.retryable
+    assert "no-such-table" in str(result.error)
+    assert "ResourceNotFoundException" in str(result.error)
+    assert calls == ["TransactWriteItems"]
+    with pytest.raises(PermanentStoreError):
+        store.release([obj], owner="o")
+    assert calls == ["TransactWriteItems"]
 
 
 class ScriptedDynamo:
@@ -300,6 +386,20 @@ def test_transaction_conflicts_are_retried_for_the_undecided_items_only() -> Non
     results = store.claim([a, b], owner="o", lease_seconds=60)
     assert {r.status for r in results.values()} == {ClaimStatus.CLAIMED}
     assert [len(call) for call in fake.calls] == [2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    "code", ["ValidationException", "AccessDeniedException", "UnrecognizedClientException", "UnknownOperationException"]
+)
+def test_errors_no_retry_can_fix_are_not_retried(code: str) -> None:
+    refused = ClientError({"Error": {"Code": code, "Message": "no"}}, "TransactWriteItems")
+    fake = ScriptedDynamo([refused] * 5)
+    store = ClaimStore(fake, table="t", ttl_attribute="ttl", ttl_days=1, sleep=NO_SLEEP)  # type: ignore[arg-type]
+    obj = SourceObject("l", "a", etag="1")
+    result = store.claim([obj], owner="o", lease_seconds=60)[obj.object_id]
+    assert isinstance(result.error, PermanentStoreError)
+    assert code in str(result.error)
+    assert len(fake.calls) == 1
 
 
 def test_a_table_that_stays_unavailable_gives_retryable_errors() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -48,7 +49,7 @@ FILES = {f"f{i}.txt": f"file {i}\n".encode() * 50 for i in range(6)}
         FaultRule(call="s3:PutObject", kind="connection_reset", at_calls=[2]),
         FaultRule(call="dynamodb:TransactWriteItems", kind="throttle", at_calls=[1, 2]),
         FaultRule(call="dynamodb:TransactWriteItems", kind="server_error", at_calls=[1]),
-        FaultRule(call="dynamodb:BatchWriteItem", kind="throttle", at_calls=[1, 2]),
+        FaultRule(call="dynamodb:TransactWriteItems", kind="throttle", at_calls=[2, 3]),  # intent, commit
     ],
     ids=lambda rule: rule.describe(),
 )
@@ -108,13 +109,14 @@ def test_the_table_failing_for_good_fails_the_messages_and_loses_nothing(
 
 
 @pytest.mark.parametrize("bucket", [ARCHIVE, DISTRIBUTION])
-def test_a_failed_bundle_write_commits_nothing_and_the_retry_delivers(
+def test_a_failed_bundle_write_commits_nothing_and_the_retry_completes_the_same_bundle(
     aws: AwsWorld,
     faults: FaultInjector,
     bucket: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The claims are handed over with their bundle key; the retry completes that bundle, no orphan."""
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     # Every attempt the publisher makes (three) is refused before it reaches S3.
     denied = faults.add_fault(
@@ -124,11 +126,17 @@ def test_a_failed_bundle_write_commits_nothing_and_the_retry_delivers(
     assert failed_ids(invoke(event)) == {r["messageId"] for r in event["Records"]}
     assert denied.injected == 3
     assert aws.bundle_keys(DISTRIBUTION) == []
-    assert aws.claim_items() == []  # every claim released
+    items = aws.claim_items()
+    assert {(i["status"], int(i["lease_expires_at"])) for i in items} == {("IN_PROGRESS", 0)}  # handed over
+    assert len({i["pending_bundle"] for i in items}) == 1
     assert emitted_metrics(capsys.readouterr().out)["UploadFailures"] == [1.0]
-    # Redelivery: the same messages succeed and every file is published once.
+    # Redelivery: the same messages succeed and every file is published once, in one bundle.
     assert invoke(event) == {"batchItemFailures": []}
     assert_each_exactly_once(aws, FILES)
+    assert aws.bundle_keys(ARCHIVE) == aws.bundle_keys(DISTRIBUTION)
+    assert len(aws.bundle_keys(ARCHIVE)) == 1
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics["BundlesRecovered"] == [1.0 if bucket == DISTRIBUTION else 0.0]
 
 
 @pytest.mark.parametrize("bucket", [ARCHIVE, DISTRIBUTION])
@@ -147,14 +155,11 @@ def test_a_bundle_write_whose_answer_is_lost_is_not_repeated_into_a_duplicate(
     assert {i["status"] for i in aws.claim_items()} == {"COMPLETED"}
 
 
-def test_a_distribution_write_whose_every_answer_is_lost_can_duplicate(
+def test_a_distribution_write_whose_every_answer_is_lost_is_completed_not_repeated(
     aws: AwsWorld, faults: FaultInjector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The remaining window (docs/design.md): S3 stored the bundle and every answer was lost.
-
-    After its attempts the handler takes it for a failure, releases the claims, and the redelivery
-    publishes the files again, as a kill between the Distribution write and the commit would.
-    """
+    """S3 stored the bundle and every answer was lost: the handler takes it for a failure and hands
+    the claims over; the retry finds the bundle in Archive, sees Distribution already holds it, commits."""
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     lost = faults.add_fault(
         FaultRule(call="s3:PutObject", kind="server_error", applied=True, bucket=DISTRIBUTION, at_calls=[1, 2, 3])
@@ -163,19 +168,30 @@ def test_a_distribution_write_whose_every_answer_is_lost_can_duplicate(
     assert failed_ids(invoke(event)) == {r["messageId"] for r in event["Records"]}
     assert lost.injected == 3
     assert len(aws.bundle_keys(DISTRIBUTION)) == 1  # the first attempt was stored; its repeats got 412
-    assert aws.claim_items() == []
     assert invoke(event) == {"batchItemFailures": []}
-    assert sorted(f.key for f in published_files(aws)) == sorted(list(FILES) * 2)
+    assert_each_exactly_once(aws, FILES)
+    assert {i["status"] for i in aws.claim_items()} == {"COMPLETED"}
 
 
-def test_a_failed_commit_after_publishing_still_acknowledges(
+def test_a_failed_commit_after_publishing_still_acknowledges_and_never_bundles_again(
     aws: AwsWorld, faults: FaultInjector, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    faults.add_fault(FaultRule(call="dynamodb:BatchWriteItem", kind="server_error", at_calls=[1, 2, 3, 4, 5]))
-    assert invoke(batch_of(aws, FILES)) == {"batchItemFailures": []}  # durable in both buckets: acknowledged
+    # Calls: 1 claim, 2 intent, 3.. commit rounds.
+    faults.add_fault(FaultRule(call="dynamodb:TransactWriteItems", kind="server_error", at_calls=[3, 4, 5, 6, 7]))
+    event = batch_of(aws, FILES)
+    assert invoke(event) == {"batchItemFailures": []}  # durable in both buckets: acknowledged
     assert_each_exactly_once(aws, FILES)
     assert emitted_metrics(capsys.readouterr().out)["CommitFailures"] == [1.0]
+    assert {i["status"] for i in aws.claim_items()} == {"IN_PROGRESS"}
+    # The same notifications again once the leases ran out (a duplicate delivery): completed, not re-bundled.
+    expire_all_leases(aws)
+    assert invoke(event) == {"batchItemFailures": []}
+    assert_each_exactly_once(aws, FILES)
+    assert len(aws.bundle_keys(ARCHIVE)) == 1
+    assert {i["status"] for i in aws.claim_items()} == {"COMPLETED"}
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["BundlesRecovered"], metrics["FilesBundled"]) == ([1.0], [0.0])
 
 
 # ------------------------------------------------------------------ broken streams
@@ -230,9 +246,12 @@ def test_a_crashed_invocation_loses_nothing(aws: AwsWorld, faults: FaultInjector
     expire_all_leases(aws)
     assert invoke(event) == {"batchItemFailures": []}
     assert_each_exactly_once(aws, FILES)
+    assert len(aws.bundle_keys(ARCHIVE)) == 1  # a bundle the dead owner wrote was completed, not orphaned
 
 
-def test_a_crash_between_publishing_and_commit_can_only_duplicate(aws: AwsWorld, faults: FaultInjector) -> None:
+def test_a_crash_between_publishing_and_commit_is_completed_not_duplicated(
+    aws: AwsWorld, faults: FaultInjector, capsys: pytest.CaptureFixture[str]
+) -> None:
     faults.add_kill(KillRule(point="after_distribution_write", at_calls=[1]))
     event = batch_of(aws, FILES)
     with pytest.raises(InvocationKilled), faults.invocation():
@@ -241,10 +260,29 @@ def test_a_crash_between_publishing_and_commit_can_only_duplicate(aws: AwsWorld,
     assert faults.killed_bundle_keys == first
     faults.clear()
     expire_all_leases(aws)
+    capsys.readouterr()
     assert invoke(event) == {"batchItemFailures": []}
-    files = published_files(aws)
-    assert len(aws.bundle_keys(DISTRIBUTION)) == 2  # the documented duplicate, never a loss
-    assert sorted(f.key for f in files) == sorted(list(FILES) * 2)
+    assert aws.bundle_keys(DISTRIBUTION) == aws.bundle_keys(ARCHIVE) == first
+    assert_each_exactly_once(aws, FILES)
+    assert {i["status"] for i in aws.claim_items()} == {"COMPLETED"}
+    assert emitted_metrics(capsys.readouterr().out)["DuplicatesSkipped"] == [float(len(FILES))]
+
+
+def test_a_bundle_the_consumer_already_took_is_not_delivered_again(aws: AwsWorld, faults: FaultInjector) -> None:
+    """Killed after the Distribution write; the consumer deletes the bundle before the retry. The
+    versioned bucket's delete marker says "delivered": the retry commits without writing it back."""
+    faults.add_kill(KillRule(point="after_distribution_write", at_calls=[1]))
+    event = batch_of(aws, FILES)
+    with pytest.raises(InvocationKilled), faults.invocation():
+        invoke(event)
+    faults.clear()
+    (key,) = aws.bundle_keys(DISTRIBUTION)
+    aws.s3.delete_object(Bucket=DISTRIBUTION, Key=key)  # consumed
+    expire_all_leases(aws)
+    assert invoke(event) == {"batchItemFailures": []}
+    assert aws.bundle_keys(DISTRIBUTION) == []
+    assert aws.bundle_keys(ARCHIVE) == [key]
+    assert {i["status"] for i in aws.claim_items()} == {"COMPLETED"}
 
 
 def test_the_timeout_guard_stops_before_work_it_cannot_finish(
@@ -298,13 +336,16 @@ def test_two_invocations_racing_on_the_same_objects_publish_each_once(aws: AwsWo
         def __init__(self, inner: Any) -> None:
             self.inner = inner
 
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
         def put(self, bucket: str, key: str, bundle: BuiltBundle) -> None:
             if bucket == ARCHIVE and "B" not in reports:
                 run("B")  # the second invocation runs to completion in the middle of A's publish
             self.inner.put(bucket, key, bundle)
 
     a = app.build_aggregator(settings, clients)
-    a._publisher = InterleavingPublisher(a._publisher)
+    a._publisher = InterleavingPublisher(a._publisher)  # type: ignore[assignment]
     guard = TimeoutGuard(lambda: 600.0, reserve_seconds=1, bytes_per_second=10**9)
     reports["A"] = a.run(messages, guard=guard, owner="A", lease_seconds=600)
 
@@ -351,9 +392,10 @@ def test_parallel_invocations_never_publish_an_object_twice(aws: AwsWorld) -> No
     def worker(name: str) -> None:
         try:
             remaining = list(messages)
-            for _ in range(20):
+            for _ in range(200):
                 if not remaining:
                     return
+                time.sleep(0.02)  # a redelivery comes back later, not at once
                 guard = TimeoutGuard(lambda: 600.0, reserve_seconds=1, bytes_per_second=10**9)
                 report = app.build_aggregator(settings, clients).run(
                     remaining, guard=guard, owner=name, lease_seconds=600

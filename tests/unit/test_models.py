@@ -8,10 +8,19 @@ from datetime import UTC, datetime
 from data_aggregator.models import Manifest, ManifestEntry, SourceObject
 
 
-def test_discriminator_prefers_version_then_sequencer_then_etag() -> None:
+def test_discriminator_prefers_version_then_sequencer_and_etag() -> None:
     assert SourceObject("b", "k", version_id="v", sequencer="s", etag="e").discriminator == ("version", "v")
-    assert SourceObject("b", "k", sequencer="s", etag="e").discriminator == ("sequencer", "s")
+    assert SourceObject("b", "k", sequencer="s", etag="e").discriminator == ("sequencer+etag", "s/e")
+    assert SourceObject("b", "k", sequencer="s").discriminator == ("sequencer", "s")
     assert SourceObject("b", "k", etag="e").discriminator == ("etag", "e")
+
+
+def test_a_reused_sequencer_does_not_merge_two_writes_of_one_key() -> None:
+    """Some S3 implementations give every event the same sequencer: the eTag must still tell writes apart."""
+    first = SourceObject("b", "k", sequencer="0055AED6DCD90281E5", etag="aaa")
+    second = SourceObject("b", "k", sequencer="0055AED6DCD90281E5", etag="bbb")
+    assert first.object_id != second.object_id
+    assert first.object_id == SourceObject("b", "k", sequencer="0055AED6DCD90281E5", etag="aaa").object_id
 
 
 def test_identity_ignores_what_does_not_identify() -> None:
