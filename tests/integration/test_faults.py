@@ -24,7 +24,6 @@ from tests.integration.conftest import (
     emitted_metrics,
     expire_all_leases,
     invoke,
-    published_files,
 )
 from tests.support import ARCHIVE, BASE_ENV, DISTRIBUTION, failed_ids, notification, sqs_event, sqs_record
 

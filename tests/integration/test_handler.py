@@ -317,3 +317,34 @@ def test_identity_matches_what_the_table_holds(aws: AwsWorld) -> None:
     item = aws.claim_item(obj.object_id)
     assert item is not None
     assert item["status"] == "COMPLETED"
+
+
+# ---------------------------------------------------------------- identity and integrity
+
+
+def test_a_reused_sequencer_still_tells_two_writes_of_one_key_apart(aws: AwsWorld) -> None:
+    """An S3 implementation that gives every event the same sequencer (and no versionId, unversioned
+    bucket): the eTag keeps the two writes distinct, and the newest bytes are bundled."""
+    aws.s3.create_bucket(Bucket="unversioned-landing")
+    first = aws.upload("same.txt", b"first write", bucket="unversioned-landing", sequencer="0000000000000001")
+    newest = b"second write, newer bytes"
+    second = aws.upload("same.txt", newest, bucket="unversioned-landing", sequencer="0000000000000001")
+    # The first write is gone from an unversioned bucket: acknowledged as missing; the second is bundled.
+    event = one_message_each(first, second)
+    assert invoke(event) == {"batchItemFailures": []}
+    (file,) = published_files(aws)
+    assert file.data == newest  # with the sequencer alone both events were one object: nothing was bundled
+
+
+def test_a_pinned_get_whose_size_differs_from_the_event_fails_that_message(
+    aws: AwsWorld, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    good = aws.upload("good.txt", b"fine")
+    liar = aws.upload("liar.txt", b"twelve bytes")
+    liar["s3"]["object"]["size"] = 99  # the event and the version it names disagree
+    event = one_message_each(good, liar)
+    assert failed_ids(invoke(event)) == {event["Records"][1]["messageId"]}
+    assert [f.key for f in published_files(aws)] == ["good.txt"]
+    assert emitted_metrics(capsys.readouterr().out)["SizeMismatches"] == [1.0]
+    assert "liar.txt" in logged(caplog)
+    assert "announced 99" in logged(caplog)
