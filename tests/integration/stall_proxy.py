@@ -75,7 +75,9 @@ class StallProxy:
                 rule = proxy._take_rule(self.command, self.path)
                 if rule is not None and rule.stall == "response":
                     proxy._closing.wait(rule.seconds)
-                upstream = http.client.HTTPConnection(proxy._upstream.hostname, proxy._upstream.port, timeout=60)
+                upstream = http.client.HTTPConnection(
+                    proxy._upstream.hostname or "127.0.0.1", proxy._upstream.port, timeout=60
+                )
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 headers["Host"] = proxy._upstream.netloc
                 upstream.request(self.command, self.path, body=body, headers=headers)

@@ -343,7 +343,8 @@ def test_a_pinned_get_whose_size_differs_from_the_event_fails_that_message(
     liar = aws.upload("liar.txt", b"twelve bytes")
     liar["s3"]["object"]["size"] = 99  # the event and the version it names disagree
     event = one_message_each(good, liar)
-    assert failed_ids(invoke(event)) == {event["Records"][1]["messageId"]}
+    records: list[dict[str, str]] = event["Records"]  # type: ignore[assignment]
+    assert failed_ids(invoke(event)) == {records[1]["messageId"]}
     assert [f.key for f in published_files(aws)] == ["good.txt"]
     assert emitted_metrics(capsys.readouterr().out)["SizeMismatches"] == [1.0]
     assert "liar.txt" in logged(caplog)
