@@ -165,6 +165,8 @@ class Expectations(_Strict):
     """Local target: the runner process's peak RSS during the scenario, above its RSS at the start."""
     metrics: dict[str, float] = Field(default_factory=dict)
     """Handler metric totals (EMF, local target) that must come out exactly, e.g. ``ObjectsMissing``."""
+    archive_only_allowed: bool = False
+    """Bundles may stay in Archive alone (an owner whose lease ran out mid-upload); never duplicates."""
 
 
 class ScenarioConfig(_Strict):

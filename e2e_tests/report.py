@@ -12,7 +12,7 @@ _COLUMNS = (
     ("result", "<", 6),
     ("files", ">", 11),
     ("bundles", ">", 7),
-    ("dup*", ">", 4),
+    ("dup", ">", 4),
     ("DLQ", ">", 5),
     ("ratio", ">", 6),
     ("p95 lat", ">", 7),
@@ -32,7 +32,7 @@ def _cells(result: ScenarioResult) -> list[str]:
         "PASS" if result.passed else "FAIL",
         f"{f.files_delivered}/{f.files_expected}",
         str(f.bundles),
-        str(f.duplicates_excused),
+        str(f.duplicates),
         f"{f.dead_letters}/{f.dead_letters_expected}",
         f"{f.compression_ratio:.2f}",
         f"{f.latency_p95:.1f}s",
@@ -53,8 +53,8 @@ def render(results: Sequence[ScenarioResult]) -> str:
     lines += [_row(_cells(result)) for result in results]
     lines.append("-" * len(header))
     lines.append(
-        "files: delivered exactly once / expected (uploads minus deliberate deletions); dup*: extra copies excused "
-        "by a kill between the Distribution write and the commit; DLQ: found / poison sent; ratio: input / bundle "
+        "files: delivered exactly once / expected (uploads minus deliberate deletions); dup: extra copies of a file "
+        "in Distribution (any is a failure); DLQ: found / poison sent; ratio: input / bundle "
         "bytes; peak RSS: this process above its start (emulator apart)"
     )
     for result in results:
@@ -90,18 +90,14 @@ def details(result: ScenarioResult) -> list[str]:
         f"{f.bundles} bundle(s), {f.input_bytes:,} bytes in, {f.bundle_bytes:,} bytes of bundles "
         f"(ratio {f.compression_ratio:.2f})"
     )
-    if f.duplicates_excused or findings.killed_bundles or findings.unconfirmed_writes:
+    if f.duplicates or findings.killed_bundles or findings.unconfirmed_writes:
         lines.append(
-            f"  duplicates {f.duplicates_excused} extra copies, excused by {len(findings.killed_bundles)} "
-            "kill(s) after the Distribution write"
-            + (
-                f"; {len(findings.unconfirmed_writes)} Distribution write(s) took effect although every answer was lost"
-                if findings.unconfirmed_writes
-                else ""
-            )
+            f"  duplicates {f.duplicates} extra copies; {len(findings.killed_bundles)} kill(s) after a Distribution "
+            f"write and {len(findings.unconfirmed_writes)} Distribution write(s) whose every answer was lost, "
+            "all completed by the next owner"
         )
     if f.archive_only:
-        lines.append(f"  archive    {f.archive_only} bundle(s) only in Archive (their Distribution write failed)")
+        lines.append(f"  archive    {f.archive_only} bundle(s) only in Archive (orphans of an expired lease)")
     lines.append(
         f"  latency    landing -> consumer p50 {f.latency_p50:.1f} s, p95 {f.latency_p95:.1f} s, "
         f"max {f.latency_max:.1f} s"

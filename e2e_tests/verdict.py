@@ -5,10 +5,8 @@ and the same rules judge the local and the AWS target:
 
 * every uploaded object (not deleted on purpose) is in exactly one verified Distribution bundle with
   its own bytes, and that bundle is in Archive with the same bytes;
-* a second copy is excused only when the first came from an invocation killed between the
-  Distribution write and the commit: counted, never hidden. A copy left by a Distribution write whose
-  answer was lost after every retry is the same window reached without a kill: it fails the run, with
-  that diagnosis;
+* no file is in two Distribution bundles, whatever was killed or lost on the way (exactly once);
+  a second copy fails the run, with a diagnosis naming kills or lost write answers that touched it;
 * no bundle is empty or corrupt, in Distribution or left behind in Archive;
 * the dead-letter queue holds exactly the poison messages, and nothing else is left in the queue;
 * the scenario's own expectations (bundle counts, limits, compression, memory, handler metrics).
@@ -58,7 +56,7 @@ class Figures:
     files_expected: int = 0
     files_delivered: int = 0
     bundles: int = 0
-    duplicates_excused: int = 0
+    duplicates: int = 0
     archive_only: int = 0
     dead_letters: int = 0
     dead_letters_expected: int = 0
@@ -79,27 +77,25 @@ def _listed(items: Sequence[str]) -> str:
     return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
-def duplicates(
-    reconciliation: Reconciliation, killed: set[str], unconfirmed: set[str]
-) -> tuple[int, list[str], list[str]]:
-    """(extra copies excused by kills, files doubled by lost write answers, files doubled without excuse).
-
-    A file may sit in any number of bundles written by killed invocations, but in at most one other.
-    """
-    excused = 0
-    lost_answer: list[str] = []
-    unexcused: list[str] = []
+def duplicates(reconciliation: Reconciliation) -> tuple[int, list[str]]:
+    """(extra copies, files in more than one Distribution bundle): every one of them is a defect."""
+    extra = 0
+    doubled: list[str] = []
     for label, bundle_keys in sorted(reconciliation.placements.items()):
-        if len(bundle_keys) < 2:
-            continue
-        regular = [key for key in bundle_keys if key not in killed]
-        if len(regular) <= 1:
-            excused += len(bundle_keys) - 1
-        elif len([key for key in regular if key not in unconfirmed]) <= 1:
-            lost_answer.append(label)
-        else:
-            unexcused.append(label)
-    return excused, lost_answer, unexcused
+        if len(bundle_keys) > 1:
+            extra += len(bundle_keys) - 1
+            doubled.append(label)
+    return extra, doubled
+
+
+def _duplicate_diagnosis(reconciliation: Reconciliation, doubled: list[str], findings: TargetFindings) -> str:
+    """Name what touched the doubled files' bundles: a kill, or a write whose answers were all lost."""
+    keys = {key for label in doubled for key in reconciliation.placements[label]}
+    killed = len(keys & set(findings.killed_bundles))
+    unconfirmed = len(keys & set(findings.unconfirmed_writes))
+    return (
+        f" ({killed} of their bundles written by killed invocations, {unconfirmed} by writes whose answers were lost)"
+    )
 
 
 def dead_letter_problems(found: Sequence[str], expected: Sequence[str]) -> list[str]:
@@ -128,13 +124,12 @@ def limit_problems(consumed: Sequence[ConsumedBundle], settings: Settings) -> li
 
 
 def archive_only_allowed(config: ScenarioConfig) -> bool:
-    """Only a killed or failed Distribution write leaves a bundle in Archive alone."""
-    if any(kill.point in ("after_archive_write", "during_fetch") for kill in config.kills):
-        return True
-    return any(rule.service == "s3" and rule.operation in ("PutObject", "*") for rule in config.faults)
+    """A bundle in Archive alone is an orphan: killed and failed Distribution writes are completed by the
+    next owner of the claims. Only a scenario whose leases run out mid-upload may leave one (declared)."""
+    return config.expect.archive_only_allowed
 
 
-def figures_of(config: ScenarioConfig, evidence: Evidence, excused: int) -> Figures:
+def figures_of(config: ScenarioConfig, evidence: Evidence, extra_copies: int) -> Figures:
     """The reported numbers."""
     r = evidence.reconciliation
     return Figures(
@@ -142,7 +137,7 @@ def figures_of(config: ScenarioConfig, evidence: Evidence, excused: int) -> Figu
         files_expected=r.uploaded,
         files_delivered=r.bundled,
         bundles=len(evidence.consumed),
-        duplicates_excused=excused,
+        duplicates=extra_copies,
         archive_only=len(evidence.archive_only),
         dead_letters=len(evidence.dead_letters),
         dead_letters_expected=len(evidence.expected_dead_letters),
@@ -157,11 +152,9 @@ def figures_of(config: ScenarioConfig, evidence: Evidence, excused: int) -> Figu
 def judge(config: ScenarioConfig, evidence: Evidence, settings: Settings | None) -> tuple[list[str], Figures]:
     """Every violated invariant or expectation, in words, and the figures."""
     findings = evidence.findings
-    excused, lost_answer, unexcused = duplicates(
-        evidence.reconciliation, set(findings.killed_bundles), set(findings.unconfirmed_writes)
-    )
-    figures = figures_of(config, evidence, excused)
-    problems = delivery_problems(evidence, lost_answer, unexcused)
+    extra, doubled = duplicates(evidence.reconciliation)
+    figures = figures_of(config, evidence, extra)
+    problems = delivery_problems(evidence, doubled)
     problems += storage_problems(config, evidence)
     problems += dead_letter_problems(evidence.dead_letters, evidence.expected_dead_letters)
     if settings is not None:
@@ -170,7 +163,7 @@ def judge(config: ScenarioConfig, evidence: Evidence, settings: Settings | None)
     return problems, figures
 
 
-def delivery_problems(evidence: Evidence, lost_answer: list[str], unexcused: list[str]) -> list[str]:
+def delivery_problems(evidence: Evidence, doubled: list[str]) -> list[str]:
     """Files lost, doubled, changed or invented; uploads that failed; a run that never settled."""
     r = evidence.reconciliation
     problems = []
@@ -180,14 +173,10 @@ def delivery_problems(evidence: Evidence, lost_answer: list[str], unexcused: lis
         problems.append(f"{len(evidence.upload_failures)} upload(s) failed: {_listed(evidence.upload_failures)}")
     if r.missing:
         problems.append(f"{len(r.missing)} file(s) lost: {_listed(r.missing)}")
-    if unexcused:
+    if doubled:
         problems.append(
-            f"{len(unexcused)} file(s) in more than one bundle without a kill to excuse it: {_listed(unexcused)}"
-        )
-    if lost_answer:
-        problems.append(
-            f"{len(lost_answer)} file(s) published twice after a Distribution write whose answer was lost on every "
-            f"attempt (the handler took it for a failure and released the claims): {_listed(lost_answer)}"
+            f"{len(doubled)} file(s) in more than one Distribution bundle: {_listed(doubled)}"
+            + _duplicate_diagnosis(r, doubled, evidence.findings)
         )
     if r.altered:
         problems.append(f"{len(r.altered)} file(s) delivered with other bytes: {_listed(r.altered)}")
@@ -210,8 +199,8 @@ def storage_problems(config: ScenarioConfig, evidence: Evidence) -> list[str]:
     problems.extend(evidence.archive_only_problems[:MAX_LISTED])
     if evidence.archive_only and not archive_only_allowed(config):
         problems.append(
-            f"{len(evidence.archive_only)} bundle(s) in Archive never reached Distribution, "
-            f"although no write failed: {_listed(evidence.archive_only)}"
+            f"{len(evidence.archive_only)} bundle(s) in Archive never reached Distribution (an orphan): "
+            f"{_listed(evidence.archive_only)}"
         )
     if evidence.distribution_left:
         problems.append(f"{len(evidence.distribution_left)} bundle(s) left unconsumed in Distribution")

@@ -37,7 +37,7 @@ def test_fast_scenarios_keep_every_invariant(name: str, tmp_path: Path) -> None:
     assert result.problems == []
     figures = result.figures
     assert figures.files_delivered == figures.files_expected > 0
-    assert figures.duplicates_excused == 0
+    assert figures.duplicates == 0
     if name == "poison":
         assert figures.dead_letters == figures.dead_letters_expected == 6
     if name == "missing-object":

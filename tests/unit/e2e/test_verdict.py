@@ -77,25 +77,20 @@ def test_versions_of_one_key_are_told_apart() -> None:
     assert any("lost: 'k (version v1)'" in p for p in judge(config(), only_v2, None)[0])
 
 
-def test_duplicates_are_excused_only_by_killed_bundles() -> None:
+def test_no_duplicate_is_excused_whatever_was_killed() -> None:
     uploads = [upload("x"), upload("y")]
     bundles = [bundle("killed", ("x", "a")), bundle("retry", ("x", "a"), ("y", "a")), bundle("again", ("y", "a"))]
     r = reconcile(uploads, bundles, LANDING)
-    assert duplicates(r, {"killed"}, set()) == (1, [], ["y"])
-    assert duplicates(r, {"killed", "again"}, set()) == (2, [], [])
-    assert duplicates(r, set(), set()) == (0, [], ["x", "y"])
-    assert duplicates(r, {"killed"}, {"again"}) == (1, ["y"], [])
+    assert duplicates(r) == (2, ["x", "y"])
 
-    found = evidence(uploads, bundles, findings=TargetFindings(killed_bundles=["killed"]))
+    found = evidence(uploads, bundles, findings=TargetFindings(killed_bundles=["killed"], unconfirmed_writes=["again"]))
     problems, figures = judge(config(), found, None)
-    assert figures.duplicates_excused == 1
-    assert problems == ["1 file(s) in more than one bundle without a kill to excuse it: 'y'"]
-    # A lost answer to a Distribution write is the same window without a kill: diagnosed, not excused.
-    found.findings = TargetFindings(killed_bundles=["killed"], unconfirmed_writes=["again"])
-    assert judge(config(), found, None)[0] == [
-        "1 file(s) published twice after a Distribution write whose answer was lost on every attempt "
-        "(the handler took it for a failure and released the claims): 'y'"
+    assert figures.duplicates == 2
+    assert problems == [
+        "2 file(s) in more than one Distribution bundle: 'x', 'y' "
+        "(1 of their bundles written by killed invocations, 1 by writes whose answers were lost)"
     ]
+    assert duplicates(reconcile(uploads, [bundles[1]], LANDING)) == (0, [])
 
 
 def test_the_dead_letter_queue_must_hold_exactly_the_poison() -> None:
@@ -117,15 +112,15 @@ def test_leftovers_in_the_queue_and_distribution_and_no_drain_fail_the_run() -> 
     ]
 
 
-def test_bundles_only_in_archive_need_a_failed_distribution_write_to_explain_them() -> None:
+def test_bundles_only_in_archive_are_orphans_unless_the_scenario_declares_expiring_leases() -> None:
     assert not archive_only_allowed(config())
-    assert not archive_only_allowed(config(faults=[{"call": "s3:GetObject", "kind": "throttle", "at_calls": [1]}]))
-    assert archive_only_allowed(config(faults=[{"call": "s3:PutObject", "kind": "throttle", "at_calls": [1]}]))
-    assert archive_only_allowed(config(faults=[{"call": "s3:*", "kind": "throttle", "at_calls": [1]}]))
-    assert archive_only_allowed(config(kills=[{"point": "after_archive_write", "at_calls": [1]}]))
+    # Failed and killed Distribution writes are completed by the next owner: no orphan is excused by them.
+    assert not archive_only_allowed(config(faults=[{"call": "s3:PutObject", "kind": "throttle", "at_calls": [1]}]))
+    assert not archive_only_allowed(config(kills=[{"point": "after_archive_write", "at_calls": [1]}]))
+    assert archive_only_allowed(config(expect={"archive_only_allowed": True}))
     found = evidence([], [], archive_only=["orphan"])
     assert judge(config(), found, None)[0] == [
-        "1 bundle(s) in Archive never reached Distribution, although no write failed: 'orphan'"
+        "1 bundle(s) in Archive never reached Distribution (an orphan): 'orphan'"
     ]
 
 
