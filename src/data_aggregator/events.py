@@ -112,14 +112,22 @@ def parse_message(body: str) -> ParsedMessage:
         raise _poison(f"body is a JSON {type(payload).__name__}, expected an object")
     if _is_sns_envelope(payload):
         return _parse_sns(payload)
-    if _is_eventbridge_event(payload):
-        return _parse_eventbridge(payload, via="")
-    if payload.get("Event") == TEST_EVENT or "Records" in payload:
-        return _parse_notification(payload, via="")
+    parsed = _parse_unwrapped(payload, via="")
+    if parsed is not None:
+        return parsed
     raise _poison(
         f"unknown shape (top-level keys: {_keys(payload)}): not an S3 event notification ('Records'), "
         "an SNS notification ('Type', 'Message') or an EventBridge event ('source', 'detail-type', 'detail')"
     )
+
+
+def _parse_unwrapped(payload: dict[str, Any], *, via: str) -> ParsedMessage | None:
+    """The shapes that arrive alone or inside an SNS envelope; None when the payload is neither."""
+    if _is_eventbridge_event(payload):
+        return _parse_eventbridge(payload, via=via)
+    if payload.get("Event") == TEST_EVENT or "Records" in payload:
+        return _parse_notification(payload, via=via)
+    return None
 
 
 def _is_sns_envelope(payload: dict[str, Any]) -> bool:
@@ -153,10 +161,9 @@ def _parse_sns(envelope: dict[str, Any]) -> ParsedMessage:
     if _is_sns_envelope(inner):
         # One envelope is what S3 -> SNS -> SQS produces; a second one means a relay we do not know.
         raise _poison(f"SNS notification from {via}: an SNS envelope inside an SNS envelope")
-    if _is_eventbridge_event(inner):
-        return _parse_eventbridge(inner, via=via)
-    if inner.get("Event") == TEST_EVENT or "Records" in inner:
-        return _parse_notification(inner, via=via)
+    parsed = _parse_unwrapped(inner, via=via)
+    if parsed is not None:
+        return parsed
     raise _poison(
         f"SNS notification from {via}: 'Message' is not an S3 event notification (top-level keys: {_keys(inner)})"
     )
