@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from data_aggregator.config import Settings
 from data_aggregator.errors import ConfigError
 from data_aggregator.sandbox.esm import MappingSettings
+from data_aggregator.sandbox.provision import NotificationPath
 from e2e_tests.faults import FaultRule, KillRule
 
 # The handler extends a lease shorter than the invocation's remaining time plus this margin (app.py).
@@ -43,10 +44,23 @@ PoisonKind = Literal[
     "good_and_bad_records",
     "test_event",
     "non_created_event",
+    "sns_not_s3",
+    "sns_test_event",
+    "eventbridge_no_key",
+    "eventbridge_object_deleted",
 ]
 # Poison that the handler must fail (and SQS dead-letter); the other kinds are acknowledged.
 DEAD_LETTER_KINDS: frozenset[str] = frozenset(
-    {"not_json", "json_array", "no_records", "records_not_a_list", "foreign_event_source", "good_and_bad_records"}
+    {
+        "not_json",
+        "json_array",
+        "no_records",
+        "records_not_a_list",
+        "foreign_event_source",
+        "good_and_bad_records",
+        "sns_not_s3",
+        "eventbridge_no_key",
+    }
 )
 
 
@@ -176,6 +190,8 @@ class ScenarioConfig(_Strict):
     description: str = Field(min_length=1)
     seed: int = 1
     upload: Upload
+    notification_path: NotificationPath = "direct"
+    """How Landing's events reach the queue: straight, through an SNS topic, or through EventBridge."""
     poison: list[PoisonKind] = Field(default_factory=list)
     processing: Processing = Field(default_factory=Processing)
     redelivery: Redelivery = Field(default_factory=Redelivery)
@@ -225,6 +241,8 @@ class ScenarioConfig(_Strict):
         are skipped there with a note instead.
         """
         needs = []
+        if self.notification_path != "direct":  # a deployment's routing is Terraform's, not the scenario's
+            needs.append(f"notification_path {self.notification_path!r}")
         if self.faults:
             needs.append("faults")
         if self.kills:

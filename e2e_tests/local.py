@@ -21,6 +21,7 @@ from data_aggregator.events import parse_message
 from data_aggregator.sandbox.emulator import Clients, EmulatorProcess
 from data_aggregator.sandbox.esm import EventSourceMapping, Handler, MappingSettings
 from data_aggregator.sandbox.harness import (
+    eventbridge_event_body,
     handler_environment,
     handler_loggers_routed,
     handler_output_to,
@@ -28,6 +29,7 @@ from data_aggregator.sandbox.harness import (
     metric_totals,
     patched_environ,
     s3_event_body,
+    sns_envelope,
 )
 from data_aggregator.sandbox.provision import QueueSettings, ResourceNames, provision, queue_depth
 from data_aggregator.sandbox.uploader import UploadedFile
@@ -115,6 +117,7 @@ class LocalTarget:
                 max_receive_count=processing.max_receive_count,
             ),
             region=self._emulator.region,
+            notification_path=config.notification_path,
         )
         self._environment = environment
         names = environment.names
@@ -191,8 +194,19 @@ class LocalTarget:
             self._started = False
 
     def notification_for(self, upload: UploadedFile) -> str:
-        """Shaped like the emulator's own notifications (key and ETag, no versionId)."""
-        return s3_event_body(upload, self.resources.landing, self.resources.region, datetime.now(UTC))
+        """Shaped like the emulator's own notifications on the scenario's path, so the identity matches.
+
+        Direct and through SNS: key and ETag, no versionId; through EventBridge: the key as stored, with
+        the version-id.
+        """
+        landing, region, now = self.resources.landing, self.resources.region, datetime.now(UTC)
+        environment = self._environment
+        if environment.notification_path == "eventbridge":
+            return eventbridge_event_body(upload, landing, region, now)
+        body = s3_event_body(upload, landing, region, now)
+        if environment.notification_path == "sns" and environment.topic_arn is not None:
+            return sns_envelope(body, environment.topic_arn, region, now)
+        return body
 
     def notifications_seen(self) -> list[str] | None:
         """Every notification body the handler received."""

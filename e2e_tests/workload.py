@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 from urllib.parse import quote_plus
 
+from data_aggregator.sandbox.harness import sns_envelope
 from data_aggregator.sandbox.uploader import UploadedFile, awkward_key, json_lines
 from e2e_tests.config import DEAD_LETTER_KINDS, FileGroup, PoisonKind, ScenarioConfig
 
@@ -276,8 +277,41 @@ def poison_body(
         },
         "test_event": {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket, "tag": tag},
         "non_created_event": {"Records": [removed], "tag": tag},
+        "eventbridge_no_key": _eventbridge_event(
+            "Object Created", {"size": 3}, reason="PutObject", bucket=bucket, region=region, tag=tag
+        ),
+        "eventbridge_object_deleted": _eventbridge_event(
+            "Object Deleted",
+            {"key": f"removed/{tag}.json", "sequencer": "00617F0829932A0B22"},
+            reason="DeleteObject",
+            bucket=bucket,
+            region=region,
+            tag=tag,
+        ),
     }
+    topic = f"arn:aws:sns:{region}:123456789012:{bucket}-events"
+    when = datetime.now(UTC)
+    if kind == "sns_not_s3":  # someone publishing by hand to the topic S3 notifies
+        return sns_envelope(f"maintenance window tonight ({tag})", topic, region, when)
+    if kind == "sns_test_event":
+        return sns_envelope(json.dumps(payloads["test_event"]), topic, region, when)
     return json.dumps(payloads[kind])
+
+
+def _eventbridge_event(
+    detail_type: str, obj: dict[str, object], *, reason: str, bucket: str, region: str, tag: str
+) -> dict[str, object]:
+    return {
+        "version": "0",
+        "id": tag,
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {"version": "0", "bucket": {"name": bucket}, "object": obj, "reason": reason},
+    }
 
 
 def expected_dead_letters(bodies: list[tuple[PoisonKind, str]]) -> list[str]:

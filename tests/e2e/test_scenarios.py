@@ -21,7 +21,15 @@ from e2e_tests.local import LocalTarget
 from e2e_tests.runner import ScenarioResult, run_scenario
 
 CONFIGS = Path(__file__).resolve().parents[2] / "e2e_tests" / "configs"
-FAST = ("special-keys", "poison", "versioned-overwrite", "missing-object", "faults-smoke")
+FAST = (
+    "special-keys",
+    "poison",
+    "versioned-overwrite",
+    "missing-object",
+    "faults-smoke",
+    "sns-envelope",
+    "eventbridge",
+)
 
 
 def run(name: str, workdir: Path, *, drain_timeout_seconds: float | None = None) -> ScenarioResult:
@@ -40,6 +48,8 @@ def test_fast_scenarios_keep_every_invariant(name: str, tmp_path: Path) -> None:
     assert figures.duplicates == 0
     if name == "poison":
         assert figures.dead_letters == figures.dead_letters_expected == 6
+    if name in ("sns-envelope", "eventbridge"):
+        assert figures.dead_letters == figures.dead_letters_expected == 1
     if name == "missing-object":
         assert figures.files_uploaded - figures.files_expected == 10
     if name == "faults-smoke":

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Literal, Self
 
 import boto3
 from botocore.config import Config
@@ -43,6 +43,18 @@ class Clients:
     s3: S3Client
     sqs: SQSClient
     dynamodb: DynamoDBClient
+    # Where the three came from, so that a rarely needed fourth (SNS, EventBridge) can be built alike.
+    session: boto3.session.Session | None = field(default=None, repr=False)
+    endpoint_url: str | None = None
+    config: Config | None = field(default=None, repr=False)
+
+    def client_for(self, service: Literal["sns", "events"]) -> Any:  # noqa: ANN401 - no type stubs for these in the lock
+        """A client for SNS or EventBridge on the same endpoint, region and credentials as the other three."""
+        if self.session is None:
+            raise RuntimeError(f"these clients were not built by Clients.for_endpoint: no {service} client")
+        if service == "sns":
+            return self.session.client("sns", endpoint_url=self.endpoint_url, config=self.config)
+        return self.session.client("events", endpoint_url=self.endpoint_url, config=self.config)
 
     @classmethod
     def for_endpoint(
@@ -62,6 +74,9 @@ class Clients:
             s3=session.client("s3", endpoint_url=endpoint_url, config=config),
             sqs=session.client("sqs", endpoint_url=endpoint_url, config=config),
             dynamodb=session.client("dynamodb", endpoint_url=endpoint_url, config=config),
+            session=session,
+            endpoint_url=endpoint_url,
+            config=config,
         )
 
 

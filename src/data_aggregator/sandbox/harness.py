@@ -15,9 +15,10 @@ import logging
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager, redirect_stdout
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import quote_plus
 
@@ -161,6 +162,58 @@ def s3_event_body(
                     },
                 }
             ]
+        }
+    )
+
+
+def sns_envelope(message: str, topic_arn: str, region: str, when: datetime) -> str:
+    """``message`` as an SQS subscription without raw message delivery receives it from SNS.
+
+    The signature fields are placeholders: the handler does not verify them (SQS, not SNS, authenticates
+    the sender; the queue policy admits only the topic).
+    """
+    return json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": str(uuid.uuid4()),
+            "TopicArn": topic_arn,
+            "Subject": "Amazon S3 Notification",
+            "Message": message,
+            "Timestamp": utc_timestamp(when),
+            "SignatureVersion": "1",
+            "Signature": "",
+            "SigningCertURL": f"https://sns.{region}.amazonaws.com/SimpleNotificationService-sandbox.pem",
+            "UnsubscribeURL": f"https://sns.{region}.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={topic_arn}:sandbox",
+        }
+    )
+
+
+def eventbridge_event_body(upload: UploadedFile, landing: str, region: str, when: datetime) -> str:
+    """Another S3 "Object Created" event as EventBridge delivers it to SQS: the key as stored, not encoded.
+
+    S3 puts the version-id into these events (the emulator too), so the identity matches the original's.
+    """
+    obj: dict[str, Any] = {"key": upload.key, "size": upload.size, "etag": upload.etag}
+    if upload.version_id:
+        obj["version-id"] = upload.version_id
+    return json.dumps(
+        {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": "123456789012",
+            "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": region,
+            "resources": [f"arn:aws:s3:::{landing}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": landing},
+                "object": obj,
+                "request-id": "SANDBOXDUPLICATE",
+                "requester": "123456789012",
+                "reason": "PutObject",
+            },
         }
     )
 

@@ -4,13 +4,19 @@ This mirrors what the Terraform dev environment defines, at the level the applic
 three buckets (Archive versioned), a queue with a dead-letter queue and redrive policy, the
 idempotency table with TTL, and the Landing → queue notification. Every step tolerates resources that
 already exist, so provisioning twice against the same endpoint is harmless.
+
+The notification can take one of three paths, as deployments route S3 events (the handler reads all
+three shapes): ``direct`` (S3 → SQS, what Terraform builds), ``sns`` (S3 → SNS topic → SQS
+subscription without raw message delivery: every body is an SNS envelope) and ``eventbridge`` (S3 →
+EventBridge → a rule for the bucket's "Object Created" events → SQS: every body is an EventBridge
+event with the key not URL-encoded). All three are delivered by the emulator's own services.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from botocore.exceptions import ClientError
 
@@ -21,6 +27,9 @@ if TYPE_CHECKING:
 
 FOUR_DAYS = 4 * 24 * 3600
 FOURTEEN_DAYS = 14 * 24 * 3600
+
+NotificationPath = Literal["direct", "sns", "eventbridge"]
+NOTIFICATION_PATHS: tuple[NotificationPath, ...] = get_args(NotificationPath)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,11 @@ class Environment:
     dlq_url: str
     dlq_arn: str
     settings: QueueSettings
+    notification_path: NotificationPath = "direct"
+    topic_arn: str | None = None
+    """The SNS topic between Landing and the queue (``sns`` path only)."""
+    rule_arn: str | None = None
+    """The EventBridge rule between Landing and the queue (``eventbridge`` path only)."""
 
     def handler_environment(self) -> dict[str, str]:
         """The required handler variables (SPEC §3) for this environment."""
@@ -116,6 +130,8 @@ def provision(
     names: ResourceNames | None = None,
     settings: QueueSettings | None = None,
     region: str = DEFAULT_REGION,
+    *,
+    notification_path: NotificationPath = "direct",
 ) -> Environment:
     """Create (or confirm) every resource and return where they are."""
     names = names or ResourceNames.for_environment()
@@ -134,20 +150,7 @@ def provision(
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue_url = sqs.create_queue(QueueName=names.queue)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    landing_arn = f"arn:aws:s3:::{names.landing}"
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "LandingNotifications",
-                "Effect": "Allow",
-                "Principal": {"Service": "s3.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": queue_arn,
-                "Condition": {"ArnEquals": {"aws:SourceArn": landing_arn}},
-            }
-        ],
-    }
+    route = _NotificationRoute(clients, names, queue_arn, notification_path)
     sqs.set_queue_attributes(
         QueueUrl=queue_url,
         Attributes={
@@ -156,7 +159,7 @@ def provision(
             "RedrivePolicy": json.dumps(
                 {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.max_receive_count)}
             ),
-            "Policy": json.dumps(policy),
+            "Policy": json.dumps(route.queue_policy()),
         },
     )
 
@@ -178,10 +181,7 @@ def provision(
             TableName=names.table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
         )
 
-    s3.put_bucket_notification_configuration(
-        Bucket=names.landing,
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]},
-    )
+    route.connect()  # last: S3 sends its test event now, and the queue must be ready for it
     return Environment(
         names=names,
         region=region,
@@ -190,7 +190,112 @@ def provision(
         dlq_url=dlq_url,
         dlq_arn=dlq_arn,
         settings=settings,
+        notification_path=notification_path,
+        topic_arn=route.topic_arn,
+        rule_arn=route.rule_arn,
     )
+
+
+class _NotificationRoute:
+    """Landing's events on their way to the queue: the resources in between and who may send to whom.
+
+    The topic and the rule are created first, because the queue's policy names them; the bucket's
+    notification configuration is written last, when every hop exists (real S3 checks the destination
+    when the configuration is written).
+    """
+
+    def __init__(self, clients: Clients, names: ResourceNames, queue_arn: str, path: NotificationPath) -> None:
+        if path not in NOTIFICATION_PATHS:
+            raise ValueError(f"notification path must be one of {', '.join(NOTIFICATION_PATHS)}, got {path!r}")
+        self.clients = clients
+        self.names = names
+        self.queue_arn = queue_arn
+        self.path = path
+        self.landing_arn = f"arn:aws:s3:::{names.landing}"
+        self.topic_arn: str | None = None
+        self.rule_name = f"{names.landing}-object-created"
+        self.rule_arn: str | None = None
+        if path == "sns":
+            self._sns: Any = clients.client_for("sns")
+            self.topic_arn = self._sns.create_topic(Name=f"{names.landing}-events")["TopicArn"]
+            topic_policy = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "LandingNotifications",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "s3.amazonaws.com"},
+                        "Action": "SNS:Publish",
+                        "Resource": self.topic_arn,
+                        "Condition": {"ArnEquals": {"aws:SourceArn": self.landing_arn}},
+                    }
+                ],
+            }
+            self._sns.set_topic_attributes(
+                TopicArn=self.topic_arn, AttributeName="Policy", AttributeValue=json.dumps(topic_policy)
+            )
+        elif path == "eventbridge":
+            self._events: Any = clients.client_for("events")
+            pattern = {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {"bucket": {"name": [names.landing]}},
+            }
+            self.rule_arn = self._events.put_rule(
+                Name=self.rule_name, EventPattern=json.dumps(pattern), State="ENABLED"
+            )["RuleArn"]
+
+    def queue_policy(self) -> dict[str, Any]:
+        """Only the hop just before the queue may send to it, and only for this Landing bucket."""
+        principal, source = {
+            "direct": ("s3.amazonaws.com", self.landing_arn),
+            "sns": ("sns.amazonaws.com", self.topic_arn),
+            "eventbridge": ("events.amazonaws.com", self.rule_arn),
+        }[self.path]
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "LandingNotifications",
+                    "Effect": "Allow",
+                    "Principal": {"Service": principal},
+                    "Action": "sqs:SendMessage",
+                    "Resource": self.queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": source}},
+                }
+            ],
+        }
+
+    def connect(self) -> None:
+        """Subscribe the queue (or target it) and point Landing's notifications at the first hop."""
+        s3, landing = self.clients.s3, self.names.landing
+        if self.path == "direct":
+            s3.put_bucket_notification_configuration(
+                Bucket=landing,
+                NotificationConfiguration={
+                    "QueueConfigurations": [{"QueueArn": self.queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+                },
+            )
+        elif self.path == "sns":
+            # Raw delivery off, on purpose: the queue receives SNS envelopes, the shape under test.
+            self._sns.subscribe(
+                TopicArn=self.topic_arn,
+                Protocol="sqs",
+                Endpoint=self.queue_arn,
+                Attributes={"RawMessageDelivery": "false"},
+                ReturnSubscriptionArn=True,
+            )
+            s3.put_bucket_notification_configuration(
+                Bucket=landing,
+                NotificationConfiguration={
+                    "TopicConfigurations": [{"TopicArn": str(self.topic_arn), "Events": ["s3:ObjectCreated:*"]}]
+                },
+            )
+        else:
+            self._events.put_targets(Rule=self.rule_name, Targets=[{"Id": "landing-queue", "Arn": self.queue_arn}])
+            s3.put_bucket_notification_configuration(
+                Bucket=landing, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
 
 
 def queue_depth(clients: Clients, queue_url: str) -> tuple[int, int]:

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from data_aggregator.events import parse_message
 from data_aggregator.sandbox.emulator import Clients
 from data_aggregator.sandbox.esm import EventSourceMapping, MappingSettings
 from data_aggregator.sandbox.provision import (
     Environment,
+    NotificationPath,
     QueueSettings,
     ResourceNames,
     provision,
@@ -208,3 +210,48 @@ def test_background_pollers_start_and_stop(clients: Clients, environment: Enviro
     esm.stop()
     assert sum(received) == 4
     assert queue_depth(clients, environment.queue_url) == (0, 0)
+
+
+@pytest.mark.parametrize("path", ["sns", "eventbridge"])
+def test_each_notification_path_delivers_its_own_shape_with_the_key_intact(
+    clients: Clients, path: NotificationPath
+) -> None:
+    names = ResourceNames.for_environment(unique(path[:3]))
+    settings = QueueSettings(visibility_timeout=30, max_receive_count=2)
+    environment = provision(clients, names, settings, notification_path=path)
+    assert environment.notification_path == path
+    key = "a+b%2Bc 100%/ü €.json"
+    clients.s3.put_object(Bucket=names.landing, Key=key, Body=b"{}")
+    bodies = [
+        m["Body"]
+        for m in clients.sqs.receive_message(QueueUrl=environment.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)[
+            "Messages"
+        ]
+    ]
+    shapes = [json.loads(body) for body in bodies]
+    parsed = [parse_message(body) for body in bodies]
+    if path == "sns":
+        assert all(shape["Type"] == "Notification" and shape["TopicArn"] == environment.topic_arn for shape in shapes)
+        assert [p.is_test_event for p in parsed] == [True, False]  # S3's test event travels through the topic
+        assert json.loads(shapes[1]["Message"])["Records"][0]["s3"]["object"]["key"] != key  # still form-encoded
+    else:
+        assert [(shape["source"], shape["detail-type"]) for shape in shapes] == [("aws.s3", "Object Created")]
+        assert shapes[0]["detail"]["object"]["key"] == key  # as stored
+        policy = json.loads(
+            clients.sqs.get_queue_attributes(QueueUrl=environment.queue_url, AttributeNames=["Policy"])["Attributes"][
+                "Policy"
+            ]
+        )
+        assert policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] == environment.rule_arn
+    assert [obj.key for p in parsed for obj in p.objects] == [key]
+
+    again = provision(clients, names, settings, notification_path=path)
+    clients.s3.put_object(Bucket=names.landing, Key="second.json", Body=b"{}")
+    later = clients.sqs.receive_message(QueueUrl=again.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    created = [obj.key for m in later["Messages"] for obj in parse_message(m["Body"]).objects]
+    assert created == ["second.json"]  # provisioning twice does not subscribe the queue twice
+
+
+def test_an_unknown_notification_path_is_refused(clients: Clients) -> None:
+    with pytest.raises(ValueError, match="notification path must be one of direct, sns, eventbridge"):
+        provision(clients, ResourceNames.for_environment(unique("x")), notification_path="kinesis")  # type: ignore[arg-type]

@@ -85,6 +85,10 @@ def test_defaults_derive_a_lease_and_visibility_that_survive_kills(tmp_path: Pat
         ),
         ({"upload": {"files": [{"count": 1, "size": 9, "size_max": 3}]}}, "upload.files.0: size_max must be >= size"),
         ({"poison": ["gibberish"]}, "poison.0: Input should be"),
+        (
+            {"notification_path": "kinesis"},
+            "notification_path: Input should be 'direct', 'sns' or 'eventbridge' (got 'kinesis')",
+        ),
         ({"faults": [{"call": "s3:GetObject", "kind": "throttle"}]}, "faults.0: give exactly one of 'probability'"),
         ({"faults": [{"call": "s3:GetObject", "kind": "throttle", "probability": 2}]}, "faults.0.probability"),
         (
@@ -168,3 +172,22 @@ def test_on_a_deployment_local_only_scenarios_are_skipped_and_named() -> None:
     assert {"chaos", "faults-smoke", "kill-points", "bundle-split"}.isdisjoint(names)
     assert "chaos: uses faults, kills; run it with --target local" in skipped
     assert len(runnable) + len(skipped) == len(configs)
+
+
+def test_the_notification_path_scenarios_use_their_path_and_awkward_keys() -> None:
+    assert load_config(CONFIGS / "single-file.json").notification_path == "direct"  # the default
+    for name, path in (("sns-envelope", "sns"), ("eventbridge", "eventbridge")):
+        config = load_config(CONFIGS / f"{name}.json")
+        assert config.notification_path == path
+        assert any(group.keys == "awkward" for group in config.upload.files)
+        assert any(kind.startswith(path) for kind in config.poison)
+
+
+def test_a_notification_path_other_than_direct_needs_the_local_target(tmp_path: Path) -> None:
+    """A deployment's routing is what Terraform built; a scenario cannot switch it."""
+    config = load_config(write(tmp_path, {**MINIMAL, "notification_path": "sns"}))
+    assert config.local_only == ["notification_path 'sns'"]
+    direct = load_config(write(tmp_path, {**MINIMAL, "name": "plain"}, "plain.json"))
+    runnable, skipped = runnable_on_aws([config, direct])
+    assert runnable == [direct]
+    assert skipped == ["minimal: uses notification_path 'sns'; run it with --target local"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, get_args
 
@@ -68,6 +69,10 @@ def test_poison_bodies_fail_or_are_acknowledged_as_the_spec_says() -> None:
     for index, kind in enumerate(get_args(PoisonKind)):
         body = poison_body(kind, index, "run-x", good=good, bucket="landing", region="eu-west-1")
         assert "run-x" in body
+        if kind.startswith("sns_"):
+            assert json.loads(body)["Type"] == "Notification"
+        if kind.startswith("eventbridge_"):
+            assert json.loads(body)["source"] == "aws.s3"
         try:
             parsed = parse_message(body)
         except PoisonMessageError:
@@ -76,10 +81,11 @@ def test_poison_bodies_fail_or_are_acknowledged_as_the_spec_says() -> None:
         assert bool(parsed.problems) == (kind in DEAD_LETTER_KINDS), kind
         if kind == "good_and_bad_records":
             assert [obj.key for obj in parsed.objects] == ["run/g0/a b.json"]
-        if kind == "test_event":
+        if kind in ("test_event", "sns_test_event"):
             assert parsed.is_test_event
-        if kind == "non_created_event":
+        if kind in ("non_created_event", "eventbridge_object_deleted"):
             assert parsed.ignored_records == 1
+
     with pytest.raises(ValueError, match="needs an uploaded file"):
         poison_body("good_and_bad_records", 0, "m", good=None, bucket="b", region="r")
 

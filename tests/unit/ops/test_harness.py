@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 from data_aggregator.events import parse_message
-from data_aggregator.sandbox.harness import metric_totals, s3_event_body
+from data_aggregator.sandbox.harness import eventbridge_event_body, metric_totals, s3_event_body, sns_envelope
 from data_aggregator.sandbox.uploader import UploadedFile
 
 
@@ -35,3 +35,19 @@ def test_a_re_announcement_names_the_same_object_as_the_original() -> None:
     aws_shaped = parse_message(s3_event_body(upload, "landing", "eu-west-1", when, with_version=True)).objects[0]
     assert aws_shaped.version_id == "v1"
     assert aws_shaped.object_id != emulator_shaped.object_id  # identity follows the shape of the original
+
+
+def test_re_announcements_on_the_other_paths_name_the_same_object_as_their_originals() -> None:
+    """The emulator's SNS path wraps its version-less S3 event; its EventBridge path carries the version."""
+    upload = UploadedFile(key="a b/ü+%2B.json", size=7, sha256="0" * 64, etag="abc", version_id="v1", uploaded_at=0.0)
+    when = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    direct = s3_event_body(upload, "landing", "eu-west-1", when)
+    envelope = sns_envelope(direct, "arn:aws:sns:eu-west-1:123456789012:landing-events", "eu-west-1", when)
+    assert json.loads(envelope)["Message"] == direct
+    (via_sns,) = parse_message(envelope).objects
+    assert via_sns == parse_message(direct).objects[0]
+    body = eventbridge_event_body(upload, "landing", "eu-west-1", when)
+    assert json.loads(body)["detail"]["object"]["key"] == upload.key  # not encoded
+    (via_eventbridge,) = parse_message(body).objects
+    assert (via_eventbridge.key, via_eventbridge.version_id, via_eventbridge.etag) == (upload.key, "v1", "abc")
+    assert via_eventbridge.event_time == "2026-11-22T10:00:00Z"
