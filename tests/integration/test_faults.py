@@ -411,3 +411,48 @@ def test_parallel_invocations_never_publish_an_object_twice(aws: AwsWorld) -> No
         t.join()
     assert errors == []
     assert_each_exactly_once(aws, files)
+
+
+def test_a_lease_that_expires_while_the_bundle_uploads_never_doubles_a_file(aws: AwsWorld) -> None:
+    """A's Archive write outlasts its lease (a clock that jumps, as a stall would); B takes the claims
+    over meanwhile, finds nothing in Archive yet and bundles the files itself. A must then neither write
+    Distribution nor touch B's claims: one copy in Distribution, A's orphan left in Archive, fences lost."""
+    settings = Settings.from_env(BASE_ENV)
+    clients = app.make_clients()  # type: ignore[attr-defined]
+    files = {f"lease{i}": os.urandom(200) for i in range(4)}
+    messages = [InboundMessage(r["messageId"], r["body"]) for r in batch_of(aws, files)["Records"]]
+    now = [time.time()]
+    reports: dict[str, BatchReport] = {}
+
+    def guard() -> TimeoutGuard:
+        return TimeoutGuard(lambda: 600.0, reserve_seconds=1, bytes_per_second=10**9)
+
+    class SlowArchive:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def put(self, bucket: str, key: str, bundle: BuiltBundle) -> None:
+            if bucket == ARCHIVE and "B" not in reports:
+                now[0] += 120  # A's lease (60 s) runs out while its Archive write is under way
+                b = app.build_aggregator(settings, clients)
+                b._clock = lambda: now[0]
+                b._claims._clock = lambda: now[0]  # type: ignore[attr-defined]
+                reports["B"] = b.run(messages, guard=guard(), owner="B", lease_seconds=60)
+            self.inner.put(bucket, key, bundle)
+
+    a = app.build_aggregator(settings, clients)
+    a._clock = lambda: now[0]
+    a._claims._clock = lambda: now[0]  # type: ignore[attr-defined]
+    a._publisher = SlowArchive(a._publisher)  # type: ignore[assignment]
+    reports["A"] = a.run(messages, guard=guard(), owner="A", lease_seconds=60)
+
+    assert reports["B"].failures == {}
+    assert reports["B"].files_bundled == len(files)
+    assert set(reports["A"].failures) == {m.message_id for m in messages}  # A published nothing it could vouch for
+    assert reports["A"].fences_lost == len(files)  # its hand-over met B's claims
+    assert_each_exactly_once(aws, files)
+    assert len(aws.bundle_keys(ARCHIVE)) == 2  # A's orphan and B's bundle; only B's reached Distribution
+    assert {i["owner"] for i in aws.claim_items()} == {"B"}
