@@ -69,6 +69,7 @@ _READ_ONLY = frozenset(
     {"GetObject", "HeadObject", "ListObjectsV2", "ListObjectVersions", "GetItem", "Scan", "Query", "GetQueueAttributes"}
 )
 _NOWHERE = "http://fault-injected.invalid/"
+_ORIGINAL_URL = "fault-injector-original-url"
 _ERRORS: dict[str, dict[str, tuple[int, str]]] = {
     "throttle": {
         "s3": (503, "SlowDown"),
@@ -403,6 +404,10 @@ class FaultInjector:
     def _before_send(self, request: AWSPreparedRequest, **kwargs: object) -> AWSResponse | None:
         _, service, operation = str(kwargs["event_name"]).split(".")[:3]
         self._die_if_killed()
+        context: dict[str, object] = request.context  # type: ignore[attr-defined]  # botocore >= 1.42
+        original = context.pop(_ORIGINAL_URL, None)
+        if isinstance(original, str):  # the SDK retries with the same request object: aim it back
+            request.url = original
         url = str(request.url)
         if service == "s3" and operation == "GetObject":
             self._maybe_kill("during_fetch", url)
@@ -468,6 +473,8 @@ class FaultInjector:
             # botocore runs every before-send handler and keeps the first answer: an in-process emulator
             # (moto's mock) registered after us would still execute the request. Point it nowhere, so an
             # injected failure that must not take effect never does.
+            context: dict[str, object] = request.context  # type: ignore[attr-defined]
+            context[_ORIGINAL_URL] = url
             request.url = _NOWHERE
         return error_response(service, rule.kind, url)
 

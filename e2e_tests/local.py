@@ -129,6 +129,7 @@ class LocalTarget:
             dlq_url=environment.dlq_url,
             region=environment.region,
             bundle_prefix=processing.handler_env.get("BUNDLE_PREFIX", "bundles/"),
+            table=names.table,
         )
         self.injector = FaultInjector(
             config.faults,

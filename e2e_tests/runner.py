@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import quote_plus
 
 from data_aggregator.config import Settings
 from data_aggregator.errors import ConfigError
@@ -238,8 +239,10 @@ class ScenarioRun:
                 if key not in consumed_keys
             ]
             archive_only_problems = self._verify_archive_only(archive_only)
+        reconciliation = reconcile(self.uploads.expected, consumed, resources.landing)
         return Evidence(
-            reconciliation=reconcile(self.uploads.expected, consumed, resources.landing),
+            reconciliation=reconciliation,
+            lost_details=self._lost_details(reconciliation.missing),
             consumed=consumed,
             rejected=list(self.consumer.rejected),
             upload_failures=list(self.uploads.failures),
@@ -255,6 +258,30 @@ class ScenarioRun:
             drained=drained,
         )
 
+    def _lost_details(self, labels: list[str]) -> list[str]:
+        """Where a lost file's trail ends: its claims in the table and how often the handler saw it."""
+        table = self.resources.table
+        if table is None:
+            return []
+        seen = self.target.notifications_seen() or []
+        details = []
+        for label in labels[:MAX_DIAGNOSED]:
+            key = label.split(" (version ")[0]
+            items = self.clients.dynamodb.scan(
+                TableName=table,
+                FilterExpression="object_key = :k",
+                ExpressionAttributeValues={":k": {"S": key}},
+            ).get("Items", [])
+            claims = [
+                {name: next(iter(value.values())) for name, value in item.items() if name in _CLAIM_FIELDS}
+                for item in items
+            ]
+            mentions = sum(1 for body in seen if quote_plus(key, safe="/") in body or key in body)
+            details.append(
+                f"{label}: claims {claims or 'none'}; its notification reached the handler {mentions} time(s)"
+            )
+        return details
+
     def _verify_archive_only(self, keys: list[str]) -> list[str]:
         """A bundle left in Archive alone (its Distribution write failed) must still be whole."""
         problems = []
@@ -268,6 +295,9 @@ class ScenarioRun:
                 problems.append(f"archive-only bundle {key} is empty")
         return problems
 
+
+MAX_DIAGNOSED = 5
+_CLAIM_FIELDS = frozenset({"status", "owner", "bundle_key", "pending_bundle", "lease_expires_at"})
 
 TargetFactory = Callable[[ScenarioConfig, Path], AbstractContextManager[Target]]
 

@@ -22,6 +22,8 @@ class Resources:
     dlq_url: str
     region: str
     bundle_prefix: str = "bundles/"
+    table: str | None = None
+    """The idempotency table, where the target can read it (diagnosis of lost files)."""
 
 
 @dataclass(slots=True)

@@ -46,6 +46,8 @@ class Evidence:
     new_bundles_after_redelivery: int = 0
     drained: bool = True
     findings: TargetFindings = field(default_factory=TargetFindings)
+    lost_details: list[str] = field(default_factory=list)
+    """For lost files: what the idempotency table and the handler's input say about each."""
 
 
 @dataclass(slots=True)
@@ -173,6 +175,7 @@ def delivery_problems(evidence: Evidence, doubled: list[str]) -> list[str]:
         problems.append(f"{len(evidence.upload_failures)} upload(s) failed: {_listed(evidence.upload_failures)}")
     if r.missing:
         problems.append(f"{len(r.missing)} file(s) lost: {_listed(r.missing)}")
+        problems.extend(f"  lost {detail}" for detail in evidence.lost_details[:MAX_LISTED])
     if doubled:
         problems.append(
             f"{len(doubled)} file(s) in more than one Distribution bundle: {_listed(doubled)}"

@@ -361,9 +361,11 @@ class Aggregator:
             batch.fail_unsettled(added, exc)
             return False
         if lost:
-            self._fences_lost(batch, [obj for obj in added if obj.object_id in lost], "intent")
+            # Fail every message first: an object whose claim another invocation took over is that
+            # invocation's to deliver, and acknowledging it here would lose it if that attempt fails.
             batch.report.bundles_abandoned += 1
             batch.fail_unsettled(added, FenceLostError("a claim of this bundle was taken over", operation="publish"))
+            self._fences_lost(batch, [obj for obj in added if obj.object_id in lost], "intent")
             return False
         batch.written.update(obj.object_id for obj in added)  # from here on: hand over, never delete
         try:

@@ -25,7 +25,7 @@ from tests.integration.conftest import (
     expire_all_leases,
     invoke,
 )
-from tests.support import ARCHIVE, BASE_ENV, DISTRIBUTION, failed_ids, notification, sqs_event, sqs_record
+from tests.support import ARCHIVE, BASE_ENV, DISTRIBUTION, TABLE, failed_ids, notification, sqs_event, sqs_record
 
 
 def batch_of(aws: AwsWorld, files: dict[str, bytes]) -> dict[str, Any]:
@@ -456,3 +456,43 @@ def test_a_lease_that_expires_while_the_bundle_uploads_never_doubles_a_file(aws:
     assert_each_exactly_once(aws, files)
     assert len(aws.bundle_keys(ARCHIVE)) == 2  # A's orphan and B's bundle; only B's reached Distribution
     assert {i["owner"] for i in aws.claim_items()} == {"B"}
+
+
+def test_claims_taken_over_before_the_intent_fail_their_messages_and_are_left_to_the_new_owner(
+    aws: AwsWorld,
+) -> None:
+    """An invocation that outlived its lease (a zombie) must not acknowledge what it no longer owns:
+    if the new owner's attempt then failed, nobody would retry the file."""
+    settings = Settings.from_env(BASE_ENV)
+    clients = app.make_clients()  # type: ignore[attr-defined]
+    files = {f"zombie{i}": os.urandom(100) for i in range(3)}
+    messages = [InboundMessage(r["messageId"], r["body"]) for r in batch_of(aws, files)["Records"]]
+
+    class TakenOverBeforeIntent:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def record_intent(self, objects: Any, *, owner: str, bundle_key: str) -> set[str]:
+            taken = objects[0]
+            aws.dynamodb.update_item(
+                TableName=TABLE,
+                Key={"ObjectID": {"S": taken.object_id}},
+                UpdateExpression="SET #o = :b",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":b": {"S": "newer-owner"}},
+            )
+            result: set[str] = self.inner.record_intent(objects, owner=owner, bundle_key=bundle_key)
+            return result
+
+    zombie = app.build_aggregator(settings, clients)
+    zombie._claims = TakenOverBeforeIntent(zombie._claims)  # type: ignore[assignment]
+    guard = TimeoutGuard(lambda: 600.0, reserve_seconds=1, bytes_per_second=10**9)
+    report = zombie.run(messages, guard=guard, owner="zombie", lease_seconds=600)
+    assert set(report.failures) == {m.message_id for m in messages}
+    assert report.fences_lost == 1
+    assert aws.bundle_keys(ARCHIVE) == []
+    owners = {i["owner"] for i in aws.claim_items()}
+    assert owners == {"newer-owner"}  # the zombie released its own two claims and left the third alone
