@@ -488,7 +488,7 @@ def test_claims_taken_over_before_the_intent_fail_their_messages_and_are_left_to
             return result
 
     zombie = app.build_aggregator(settings, clients)
-    zombie._claims = TakenOverBeforeIntent(zombie._claims)  # type: ignore[assignment]
+    zombie._claims = TakenOverBeforeIntent(zombie._claims)
     guard = TimeoutGuard(lambda: 600.0, reserve_seconds=1, bytes_per_second=10**9)
     report = zombie.run(messages, guard=guard, owner="zombie", lease_seconds=600)
     assert set(report.failures) == {m.message_id for m in messages}
