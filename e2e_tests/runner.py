@@ -16,10 +16,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import quote_plus
 
 from data_aggregator.config import Settings
-from data_aggregator.errors import ConfigError
+from data_aggregator.errors import AggregatorError, ConfigError
+from data_aggregator.events import parse_message
 from data_aggregator.ops.bundles import scan_bundle
 from data_aggregator.ops.consume import ConsumedBundle, Consumer
 from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA
@@ -276,7 +276,7 @@ class ScenarioRun:
                 {name: next(iter(value.values())) for name, value in item.items() if name in _CLAIM_FIELDS}
                 for item in items
             ]
-            mentions = sum(1 for body in seen if quote_plus(key, safe="/") in body or key in body)
+            mentions = sum(1 for body in seen if key in _keys_named(body))
             details.append(
                 f"{label}: claims {claims or 'none'}; its notification reached the handler {mentions} time(s)"
             )
@@ -297,6 +297,15 @@ class ScenarioRun:
 
 
 MAX_DIAGNOSED = 5
+
+
+def _keys_named(body: str) -> set[str]:
+    """The decoded keys a notification body names (none when it is not one we can read)."""
+    try:
+        return {obj.key for obj in parse_message(body).objects}
+    except AggregatorError:
+        return set()
+
 _CLAIM_FIELDS = frozenset({"status", "owner", "bundle_key", "pending_bundle", "lease_expires_at"})
 
 TargetFactory = Callable[[ScenarioConfig, Path], AbstractContextManager[Target]]
