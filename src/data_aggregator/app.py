@@ -34,9 +34,6 @@ LEASE_MARGIN_SECONDS = 30
 logger = Logger(service=SERVICE_NAME)
 tracer = Tracer(service=SERVICE_NAME)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
-# Poisoned or failed messages are reported, never raised: an all-failed batch must still come back
-# as batchItemFailures rather than as an invocation error that retries every message again.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # Our modules log through stdlib loggers under "data_aggregator"; give them the same JSON output.
 copy_config_to_registered_loggers(source_logger=logger, include={"data_aggregator"})
 
@@ -122,7 +119,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response = process_partial_response(
         event=event,
         record_handler=functools.partial(_verdict, report),
-        processor=processor,
+        # One processor per invocation: it keeps the batch's verdicts as instance state, and a shared one
+        # would mix two invocations' failures wherever they run side by side (the sandbox's pollers).
+        # Failed messages are reported, never raised: an all-failed batch must still come back as
+        # batchItemFailures rather than as an invocation error that retries every message again.
+        processor=BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False),
         context=context,
     )
     return dict(response)

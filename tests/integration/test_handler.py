@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
+from data_aggregator import app
 from data_aggregator.models import SourceObject
 from tests.integration.conftest import (
     AwsWorld,
@@ -349,3 +352,36 @@ def test_a_pinned_get_whose_size_differs_from_the_event_fails_that_message(
     assert emitted_metrics(capsys.readouterr().out)["SizeMismatches"] == [1.0]
     assert "liar.txt" in logged(caplog)
     assert "announced 99" in logged(caplog)
+
+
+def test_two_invocations_side_by_side_each_report_their_own_failures(
+    aws: AwsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambda runs one invocation per process, but the sandbox runs several pollers in one: the
+    batch verdicts must not be shared, or one invocation's failures vanish and its messages are
+    deleted unprocessed."""
+    both_inside = threading.Barrier(2, timeout=10)
+    real_verdict = app._verdict
+
+    def meeting_verdict(report: Any, record: Any) -> None:
+        both_inside.wait()  # each invocation has prepared its batch and is judging its first record
+        real_verdict(report, record)
+
+    monkeypatch.setattr(app, "_verdict", meeting_verdict)
+    poison = sqs_event(sqs_record("not json"))
+    test_event = sqs_event(sqs_record(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": LANDING})))
+    responses: dict[str, dict[str, Any]] = {}
+
+    def run(name: str, event: dict[str, Any]) -> None:
+        responses[name] = invoke(event)
+
+    threads = [
+        threading.Thread(target=run, args=("poison", poison)),
+        threading.Thread(target=run, args=("test", test_event)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert responses["test"] == {"batchItemFailures": []}
+    assert failed_ids(responses["poison"]) == {poison["Records"][0]["messageId"]}
