@@ -178,6 +178,48 @@ def test_publish_sets_type_metadata_and_checksum(aws: AwsWorld, size: int) -> No
     assert aws.read(ARCHIVE, "bundles/x.tar.gz") == aws.read(DISTRIBUTION, "bundles/x.tar.gz")
 
 
+@pytest.mark.parametrize("size", [1000, 7 * 1024 * 1024], ids=["single", "multipart"])
+def test_a_repeated_publish_never_overwrites_and_counts_as_done(aws: AwsWorld, size: int) -> None:
+    """Both paths are conditional: a repeat of a stored write gets 412, which means "already there"."""
+    bundle = make_bundle(size)
+    other = make_bundle(size)
+    calls: list[str] = []
+    aws.s3.meta.events.register("before-call.s3", lambda **kw: calls.append(kw["model"].name))
+    publisher = BundlePublisher(aws.s3, multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    publisher.put(ARCHIVE, "bundles/once.tar.gz", bundle)
+    publisher.put(ARCHIVE, "bundles/once.tar.gz", other)  # a second writer: refused, the first bytes stay
+    assert sha256_hex(aws.read(ARCHIVE, "bundles/once.tar.gz")) == bundle.sha256_hex
+    versions = aws.s3.list_object_versions(Bucket=ARCHIVE, Prefix="bundles/once.tar.gz").get("Versions", [])
+    assert len(versions) == 1
+    if size > 5 * 1024 * 1024:
+        assert "CompleteMultipartUpload" in calls
+        assert "AbortMultipartUpload" in calls  # the refused completion leaves no parts behind
+        assert aws.s3.list_multipart_uploads(Bucket=ARCHIVE).get("Uploads", []) == []
+
+
+def test_recovery_reads_tell_archived_delivered_and_consumed_apart(aws: AwsWorld) -> None:
+    publisher = BundlePublisher(aws.s3, multipart_threshold=5 * 1024 * 1024)
+    key = "bundles/r.tar.gz"
+    assert not publisher.exists(ARCHIVE, key)
+    assert not publisher.ever_written(DISTRIBUTION, key)
+    bundle = make_bundle(3000)
+    publisher.put(ARCHIVE, key, bundle)
+    assert publisher.exists(ARCHIVE, key)
+    publisher.put(DISTRIBUTION, key, publisher.read(ARCHIVE, key))
+    assert sha256_hex(aws.read(DISTRIBUTION, key)) == bundle.sha256_hex
+    aws.s3.delete_object(Bucket=DISTRIBUTION, Key=key)  # the consumer took it
+    assert publisher.ever_written(DISTRIBUTION, key)
+    assert not publisher.ever_written(DISTRIBUTION, "bundles/r.tar")  # a prefix of the key is another key
+
+
+def test_a_stored_bundle_that_does_not_match_its_digest_is_not_copied(aws: AwsWorld) -> None:
+    aws.s3.put_object(Bucket=ARCHIVE, Key="bundles/bad.tar.gz", Body=b"corrupt", Metadata={"content-sha256": "0" * 64})
+    publisher = BundlePublisher(aws.s3, multipart_threshold=5 * 1024 * 1024)
+    with pytest.raises(UploadError, match="does not match its content-sha256") as caught:
+        publisher.read(ARCHIVE, "bundles/bad.tar.gz")
+    assert not caught.value.retryable
+
+
 def test_publish_failure_is_an_upload_error(aws: AwsWorld) -> None:
     publisher = BundlePublisher(aws.s3, multipart_threshold=5 * 1024 * 1024)
     with pytest.raises(UploadError, match="NoSuchBucket") as caught:
