@@ -306,6 +306,7 @@ def _keys_named(body: str) -> set[str]:
     except AggregatorError:
         return set()
 
+
 _CLAIM_FIELDS = frozenset({"status", "owner", "bundle_key", "pending_bundle", "lease_expires_at"})
 
 TargetFactory = Callable[[ScenarioConfig, Path], AbstractContextManager[Target]]
