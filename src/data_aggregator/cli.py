@@ -27,6 +27,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from data_aggregator.ops.bundles import ExpansionLimits
+    from data_aggregator.ops.consume import Consumer
     from data_aggregator.sandbox.demo import DemoOptions
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -61,6 +63,16 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
@@ -310,6 +322,7 @@ def _consume_parser(sub: Subparsers) -> None:
     p.add_argument("--interval", type=_positive_float, default=10.0, help="seconds between polls (default 10)")
     p.add_argument("--max-bundles", type=int, help="stop after this many bundles")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync before deleting (faster, less safe)")
+    _add_limit_options(p)
     up = p.add_argument_group("forwarding to an S3-compatible store (optional)")
     up.add_argument("--upload-endpoint", help="endpoint URL, e.g. https://minio.example.internal:9000")
     up.add_argument("--upload-bucket", help="bucket to upload the extracted files into")
@@ -318,6 +331,35 @@ def _consume_parser(sub: Subparsers) -> None:
     up.add_argument("--upload-profile", help="named profile holding the store's credentials")
     _add_aws_options(p)
     p.set_defaults(run=_run_consume)
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    from data_aggregator.ops.bundles import DEFAULT_LIMITS  # noqa: PLC0415
+
+    group = parser.add_argument_group("expansion limits (a bundle that expands beyond them is rejected)")
+    group.add_argument(
+        "--max-expansion-ratio",
+        type=_positive_float,
+        default=DEFAULT_LIMITS.max_ratio,
+        help=f"expanded bytes per compressed byte (default {DEFAULT_LIMITS.max_ratio:g}; "
+        f"bundles under {DEFAULT_LIMITS.floor_bytes // 2**20} MiB expanded always pass)",
+    )
+    group.add_argument(
+        "--max-expanded-bytes",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.max_bytes,
+        help=f"absolute maximum expanded size of one bundle (default {DEFAULT_LIMITS.max_bytes:,})",
+    )
+
+
+def _limits(args: argparse.Namespace) -> ExpansionLimits:
+    from data_aggregator.ops.bundles import DEFAULT_LIMITS, ExpansionLimits  # noqa: PLC0415
+
+    return ExpansionLimits(
+        max_ratio=args.max_expansion_ratio,
+        max_bytes=args.max_expanded_bytes,
+        floor_bytes=min(DEFAULT_LIMITS.floor_bytes, args.max_expanded_bytes),
+    )
 
 
 def _forwarding_client(args: argparse.Namespace) -> S3Client:
@@ -339,25 +381,45 @@ def _forwarding_client(args: argparse.Namespace) -> S3Client:
 
 
 def _run_consume(args: argparse.Namespace) -> int:
-    from data_aggregator.ops.consume import BundleForwarder, Consumer, PollResult  # noqa: PLC0415
+    from data_aggregator.ops.consume import (  # noqa: PLC0415
+        BundleForwarder,
+        Consumer,
+        ConsumerBusyError,
+    )
 
     if not args.bucket:
         raise UsageError("give --bucket (or set DISTRIBUTION_BUCKET_NAME)")
     if bool(args.upload_endpoint) != bool(args.upload_bucket):
         raise UsageError("forwarding needs both --upload-endpoint and --upload-bucket")
+    target: Path = args.target
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--target {target} exists and is not a directory")
     forwarder = (
         BundleForwarder(_forwarding_client(args), args.upload_bucket, args.upload_prefix)
         if args.upload_bucket
         else None
     )
-    consumer = Consumer(
-        _s3_client(args),
-        args.bucket,
-        args.target,
-        prefix=args.prefix,
-        forwarder=forwarder,
-        durable=not args.no_fsync,
-    )
+    try:
+        consumer = Consumer(
+            _s3_client(args),
+            args.bucket,
+            target,
+            prefix=args.prefix,
+            forwarder=forwarder,
+            durable=not args.no_fsync,
+            limits=_limits(args),
+        )
+    except ConsumerBusyError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--target {target} cannot be used: {exc.strerror or exc}") from None
+    with consumer:
+        return _consume_loop(args, consumer)
+
+
+def _consume_loop(args: argparse.Namespace, consumer: Consumer) -> int:
+    from data_aggregator.ops.consume import REJECTED_FILE, STATE_DIR, PollResult  # noqa: PLC0415
+
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -376,11 +438,14 @@ def _run_consume(args: argparse.Namespace) -> int:
             print(f"retry later: {error}", file=sys.stderr, flush=True)
 
     totals = consumer.run(stop, interval=args.interval, once=args.once, max_bundles=args.max_bundles, on_poll=report)
+    earlier = len(set(totals.still_rejected))
     print(
-        f"{len(totals.consumed)} bundle(s) consumed, {len(totals.rejected)} rejected, {len(totals.errors)} error(s)",
+        f"{len(totals.consumed)} bundle(s) consumed, {len(totals.rejected)} rejected, "
+        f"{earlier} still rejected from earlier runs, {len(totals.errors)} error(s)"
+        + (f" (rejections: {consumer.target / STATE_DIR / REJECTED_FILE})" if totals.rejected or earlier else ""),
         file=sys.stderr,
     )
-    return EXIT_FAILED if totals.rejected or totals.errors else EXIT_OK
+    return EXIT_FAILED if totals.rejected or earlier or totals.errors else EXIT_OK
 
 
 # -- entry point -----------------------------------------------------------------------------------
