@@ -266,6 +266,7 @@ def _verify_parser(sub: Subparsers) -> None:
     p.add_argument("--version-id", help="S3 object version (single S3 target only)")
     p.add_argument("--json", action="store_true", help="print one JSON report per line")
     p.add_argument("--members", action="store_true", help="list every member with its digest")
+    _add_limit_options(p)
     _add_aws_options(p)
     p.set_defaults(run=_run_verify)
 
@@ -284,11 +285,13 @@ def _run_verify(args: argparse.Namespace) -> int:
             if target.startswith("s3://"):
                 location = parse_s3_uri(target)
                 s3 = s3 or _s3_client(args)
-                reports.append(verify_s3_bundle(s3, location.bucket, location.key, args.version_id))
+                reports.append(
+                    verify_s3_bundle(s3, location.bucket, location.key, args.version_id, limits=_limits(args))
+                )
             elif args.version_id:
                 raise UsageError("--version-id applies to an S3 target only")
             else:
-                reports.append(verify_local_bundle(Path(target), args.sha256))
+                reports.append(verify_local_bundle(Path(target), args.sha256, limits=_limits(args)))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     for report in reports:

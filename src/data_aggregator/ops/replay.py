@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA, is_hex_sha256, sha256_of_stream
+from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA, normalize_sha256, sha256_of_stream
 from data_aggregator.ops.verify import BUNDLE_SUFFIX
 
 if TYPE_CHECKING:
@@ -284,13 +284,13 @@ class Replayer:
             storage_class=head.get("StorageClass", "STANDARD"),
             size=head.get("ContentLength", 0),
             version_id=head.get("VersionId"),
-            sha256=metadata.get(CONTENT_SHA256_METADATA, ""),
+            sha256=normalize_sha256(metadata.get(CONTENT_SHA256_METADATA)) or "",
             content_type=head.get("ContentType", "application/gzip"),
             metadata=metadata,
             restore=head.get("Restore"),
             archive_status=head.get("ArchiveStatus"),
         )
-        if not is_hex_sha256(bundle.sha256):
+        if not bundle.sha256:
             return bundle.outcome(Action.FAILED, f"archive copy has no valid {CONTENT_SHA256_METADATA}")
         return bundle
 
@@ -301,7 +301,8 @@ class Replayer:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return head.get("Metadata", {}).get(CONTENT_SHA256_METADATA, "")
+        value = head.get("Metadata", {}).get(CONTENT_SHA256_METADATA, "")
+        return normalize_sha256(value) or value
 
     def _request_restore(self, bundle: _ArchivedBundle) -> Outcome:
         if bundle.storage_class == "DEEP_ARCHIVE" and self.tier == "Expedited":
@@ -381,7 +382,7 @@ class Replayer:
             actual, _ = sha256_of_stream(response["Body"])
         finally:
             response["Body"].close()
-        copied_digest = response.get("Metadata", {}).get(CONTENT_SHA256_METADATA)
+        copied_digest = normalize_sha256(response.get("Metadata", {}).get(CONTENT_SHA256_METADATA))
         if actual == bundle.sha256 and copied_digest == bundle.sha256:
             return bundle.outcome(
                 Action.COPIED, "sha256 verified" + (", replaced a different object" if replacing else "")

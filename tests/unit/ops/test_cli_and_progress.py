@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +47,7 @@ def test_status_line_prints_periodically_when_piped() -> None:
         (["demo", "--batch-size", "500", "--window", "0"], "batching window of at least 1 s"),
         (["verify", "a.tar.gz", "b.tar.gz", "--sha256", "0" * 64], "apply to a single target"),
         (["verify", "s3://bucket-only"], "S3 URI has no object key"),
-        (["verify", "x.tar.gz", "--sha256", "nothex"], "64 lowercase hex digits"),
+        (["verify", "x.tar.gz", "--sha256", "nothex"], "64 hex digits"),
         (["verify", "x.tar.gz", "--version-id", "v1"], "--version-id applies to an S3 target only"),
         (["replay", "--prefix", "bundles/"], "give --archive-bucket and --distribution-bucket"),
         (["consume", "--target", "out"], "give --bucket"),
@@ -87,3 +89,23 @@ def test_demo_command_line_reaches_every_option() -> None:
     options = demo_options(args)
     assert (options.rate, options.count, options.duration) == (20.0, None, 30.0)
     assert (options.batch_size, options.window_seconds, options.pollers) == (7, 1.5, 2)
+
+
+def test_verify_a_malformed_bundle_exits_1_and_a_directory_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("sparse.bin")
+        info.size = 4
+        info.pax_headers = {"GNU.sparse.map": "abc", "GNU.sparse.major": "0", "GNU.sparse.minor": "1"}
+        tar.addfile(info, io.BytesIO(b"data"))
+    bundle = tmp_path / "evil.tar.gz"
+    bundle.write_bytes(raw.getvalue())
+    assert main(["verify", str(bundle)]) == 1
+    captured = capsys.readouterr()
+    assert "not a readable .tar.gz" in captured.out
+    assert "Traceback" not in captured.err
+
+    assert main(["verify", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
