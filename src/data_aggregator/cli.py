@@ -3,8 +3,9 @@
 Subcommand modules are imported only when their subcommand runs, so ``verify`` works on a host that
 lacks the demo's optional dependencies, and nothing here is ever on the Lambda function's path.
 
-Exit codes: 0 success, 1 a check failed or work could not be done, 2 bad usage or configuration,
-3 (replay) Glacier restores still pending.
+Exit codes, the same for every subcommand (``EXIT_CODES`` is what ``--help`` prints): 0 success,
+1 a bad bundle or a failed check, 2 bad usage or configuration (missing or unreadable credentials
+included), 3 pending (Glacier restores), 130 interrupted. No user mistake ends in a traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from data_aggregator.ops.awserrors import is_configuration_error
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -35,6 +38,13 @@ if TYPE_CHECKING:
 
 PROG = "data-aggregator"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_CODES = f"""exit codes (every subcommand):
+  {EXIT_OK}    success
+  {EXIT_FAILED}    a bad bundle or a failed check (verify, consume, replay, demo, dlq)
+  {EXIT_USAGE}    bad usage or configuration, including missing or unreadable credentials
+  {EXIT_PENDING}    pending: Glacier restores still running (replay)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
 
 
 class UsageError(Exception):
@@ -162,13 +172,17 @@ def demo_options(args: argparse.Namespace) -> DemoOptions:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from data_aggregator.sandbox.demo import run_demo  # noqa: PLC0415
+    from data_aggregator.sandbox.demo import DemoInterruptedError, run_demo  # noqa: PLC0415
     from data_aggregator.sandbox.emulator import EmulatorUnavailableError  # noqa: PLC0415
 
     try:
         report = run_demo(demo_options(args))
     except (ValueError, EmulatorUnavailableError) as exc:
         raise UsageError(str(exc)) from None
+    except DemoInterruptedError as exc:
+        where = f"work directory kept at {exc.workdir}" if exc.workdir else "temporary work directory removed"
+        print(f"{PROG} demo: interrupted; {where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(report.render())
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -180,10 +194,12 @@ def _replay_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "replay",
         help="copy bundles from Archive back to Distribution (restoring from Glacier first)",
-        description="Select bundles in the Archive bucket by key, prefix or hour range and copy them to "
-        "Distribution, verifying each copy's SHA-256. Archived bundles get a restore request and are copied "
-        "once restored (--wait keeps polling). Safe to run again: delivered bundles are skipped. "
-        "Exit 0 done, 1 failures, 3 restores still pending.",
+        description="Select bundles in the Archive bucket and copy them to Distribution, verifying each "
+        "copy's SHA-256 (a copy that fails is deleted again). Selection: --key names exact bundles and "
+        "stands alone; --prefix, --since and --until are filters that all apply (intersection). Archived "
+        "bundles get a restore request and are copied once restored (--wait keeps polling). Safe to run "
+        "again: delivered bundles are skipped. Exit 0 done, 1 failures, 2 usage (including a --key that "
+        "is not in Archive), 3 restores still pending.",
     )
     p.add_argument("--archive-bucket", default=_env_default("ARCHIVE_BUCKET_NAME"), help="$ARCHIVE_BUCKET_NAME")
     p.add_argument(
@@ -231,6 +247,9 @@ def _run_replay(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    absent = replayer.missing(args.key)
+    if absent:
+        raise UsageError(f"not in the archive bucket {args.archive_bucket}: {', '.join(absent)}")
 
     def progress(index: int, total: int, outcome: Outcome) -> None:
         print(f"[{index}/{total}] {outcome.action.value} {outcome.key}", file=sys.stderr, flush=True)
@@ -456,7 +475,12 @@ def _consume_loop(args: argparse.Namespace, consumer: Consumer) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command line (also used by the docs tests)."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Operate and demonstrate the data-aggregator pipeline.")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Operate and demonstrate the data-aggregator pipeline.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _demo_parser(sub)
@@ -474,18 +498,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         code: int = args.run(args)
-    except UsageError as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except NoCredentialsError:
-        print(
-            f"{PROG} {args.command}: error: no AWS credentials found (set a profile or AWS_* variables)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    except (ClientError, BotoCoreError) as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # every error a user can cause ends in one line; anything else is re-raised
+        return _exit_code_for(args.command, exc)
+    return code
+
+
+def _exit_code_for(command: str, exc: Exception) -> int:
+    """Print one line for an error a user or their environment caused and return its exit code."""
+    code = EXIT_USAGE
+    if isinstance(exc, UsageError):
+        message = str(exc)
+    elif isinstance(exc, NoCredentialsError):
+        message = "no AWS credentials found (set a profile or AWS_* variables)"
+    elif isinstance(exc, ClientError) and is_configuration_error(exc):
+        message = f"the credentials were refused: {exc}"
+    elif is_configuration_error(exc):
+        message = f"AWS configuration: {exc}"
+    elif isinstance(exc, (ClientError, BotoCoreError)):
+        message, code = str(exc), EXIT_FAILED
+    elif isinstance(exc, OSError):  # an unreadable config or credentials file, a full disk
+        message = str(exc)
+    else:
+        raise exc
+    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
     return code
 
 

@@ -45,6 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from data_aggregator.models import MANIFEST_MEMBER, Manifest, ManifestEntry
 from data_aggregator.naming import sanitize_key
+from data_aggregator.ops.awserrors import is_configuration_error
 from data_aggregator.ops.bundles import DEFAULT_LIMITS, ExpansionLimits, scan_bundle, unsafe_member_reason
 from data_aggregator.ops.extract import SafeExtractor
 from data_aggregator.ops.hashing import HashingReader, hex_to_b64
@@ -375,6 +376,8 @@ class Consumer:
         try:
             pending = self.pending()
         except (ClientError, BotoCoreError) as exc:
+            if is_configuration_error(exc):
+                raise  # retrying cannot fix credentials: the command line reports it (exit 2)
             result.errors.append(f"listing s3://{self.bucket}/{self.prefix} failed: {exc}")
             log.warning("listing failed: %s", exc)
             return result

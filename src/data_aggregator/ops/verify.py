@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from data_aggregator.ops.awserrors import is_configuration_error
 from data_aggregator.ops.bundles import DEFAULT_LIMITS, BundleReport, ExpansionLimits, scan_bundle
 from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA, b64_to_hex, normalize_sha256
 
@@ -50,11 +51,13 @@ def verify_s3_bundle(
         request["VersionId"] = version_id
     try:
         response = s3.get_object(**request)  # type: ignore[arg-type]
-    except ClientError as exc:
+    except (ClientError, BotoCoreError) as exc:
+        if is_configuration_error(exc):
+            raise  # not this bundle's fault: the command line reports it as configuration (exit 2)
+        if isinstance(exc, BotoCoreError):
+            return BundleReport(source=source, problems=[f"cannot read the object: {exc}"])
         code = exc.response.get("Error", {}).get("Code", "error")
         return BundleReport(source=source, problems=[f"cannot read the object: {code}: {exc}"])
-    except BotoCoreError as exc:
-        return BundleReport(source=source, problems=[f"cannot read the object: {exc}"])
 
     expected, metadata_problem = expected_digest_problem(response.get("Metadata", {}))
     try:

@@ -313,6 +313,38 @@ def run_demo(
     started = time.monotonic()
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="data-aggregator-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        report = _run_in(options, workdir, started, make_handler=make_handler, emulator=emulator, status=status)
+    except KeyboardInterrupt:
+        # Everything started has been stopped on the way out; what is left is the work directory.
+        if options.workdir is None and not options.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise DemoInterruptedError(None) from None
+        raise DemoInterruptedError(workdir) from None
+    report.workdir = workdir
+    if report.ok and not options.keep_workdir and options.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        report.workdir = None
+    return report
+
+
+class DemoInterruptedError(Exception):
+    """The demo was interrupted (Ctrl-C); ``workdir`` is where its files were kept, None when removed."""
+
+    def __init__(self, workdir: Path | None) -> None:
+        super().__init__("interrupted")
+        self.workdir = workdir
+
+
+def _run_in(
+    options: DemoOptions,
+    workdir: Path,
+    started: float,
+    *,
+    make_handler: HandlerFactory | None,
+    emulator: Emulator | None,
+    status: TextIO | None,
+) -> DemoReport:
     with ExitStack() as stack:
         if emulator is None:
             emulator = stack.enter_context(Emulator())
@@ -328,7 +360,7 @@ def run_demo(
         stack.enter_context(handler_output_to(handler_log))
         handler = make_handler(clients, environment) if make_handler else load_handler()
         stack.enter_context(handler_loggers_routed())
-        report = _drive(
+        return _drive(
             options=options,
             clients=clients,
             environment=environment,
@@ -337,11 +369,6 @@ def run_demo(
             status_stream=status or sys.stderr,
             started=started,
         )
-    report.workdir = workdir
-    if report.ok and not options.keep_workdir and options.workdir is None:
-        shutil.rmtree(workdir, ignore_errors=True)
-        report.workdir = None
-    return report
 
 
 def _drive(
@@ -377,10 +404,43 @@ def _drive(
     )
     planned = str(uploader.planned) if uploader.planned is not None else "?"
     line = StatusLine(status_stream)
-    upload_thread = threading.Thread(target=uploader.run, name="uploader-schedule", daemon=True)
+    upload_stop = threading.Event()
+    upload_thread = threading.Thread(target=uploader.run, args=(upload_stop,), name="uploader-schedule", daemon=True)
 
     consumer.start()
     esm.start(options.pollers)
+    try:
+        return _drive_started(
+            options=options,
+            run=run,
+            esm=esm,
+            consumer=consumer,
+            uploader=uploader,
+            upload_thread=upload_thread,
+            line=line,
+            planned=planned,
+            started=started,
+        )
+    except BaseException:  # Ctrl-C: stop every thread while the emulator still runs, then re-raise
+        upload_stop.set()
+        esm.stop()
+        consumer.stop()
+        raise
+
+
+def _drive_started(
+    *,
+    options: DemoOptions,
+    run: _Run,
+    esm: EventSourceMapping,
+    consumer: ConsumerLoop,
+    uploader: SyntheticUploader,
+    upload_thread: threading.Thread,
+    line: StatusLine,
+    planned: str,
+    started: float,
+) -> DemoReport:
+    clients, environment = run.clients, run.environment
     poison = run.send_poison()
     upload_thread.start()
     while upload_thread.is_alive():

@@ -7,10 +7,16 @@ DLQ accounting) independently of the production handler, which has its own demo 
 from __future__ import annotations
 
 import io
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
-from data_aggregator.sandbox.demo import DemoOptions, run_demo
+import pytest
+
+from data_aggregator.cli import main
+from data_aggregator.sandbox import demo as demo_module
+from data_aggregator.sandbox.demo import DemoInterruptedError, DemoOptions, run_demo
 from data_aggregator.sandbox.emulator import Clients, Emulator
 from data_aggregator.sandbox.esm import Handler
 from data_aggregator.sandbox.provision import Environment
@@ -101,3 +107,43 @@ def test_demo_fails_on_loss_and_on_duplicates(emulator: Emulator, tmp_path: Path
     doubled = run_demo(options, make_handler=duplicating, emulator=emulator, status=io.StringIO())
     assert doubled.reconciliation.duplicated
     assert any("delivered more than once" in p for p in doubled.problems)
+
+
+class CtrlCStream(io.StringIO):
+    """A status stream whose first write is where the user presses Ctrl-C (on the main thread)."""
+
+    def write(self, text: str) -> int:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_stops_the_run_and_removes_its_temporary_directory(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    before = {thread.name for thread in threading.enumerate()}
+    options = DemoOptions(**FAST, poison=0, environment_name=unique("demo"))  # type: ignore[arg-type]
+    with pytest.raises(DemoInterruptedError) as interrupted:
+        run_demo(options, make_handler=contract_handler, emulator=emulator, status=CtrlCStream())
+    assert interrupted.value.workdir is None
+    assert list(tmp_path.iterdir()) == []
+    leftover = {t.name for t in threading.enumerate() if t.is_alive()} - before
+    assert not {name for name in leftover if name.startswith(("esm-poller", "consumer", "uploader"))}
+
+
+def test_ctrl_c_keeps_a_directory_the_user_named(emulator: Emulator, tmp_path: Path) -> None:
+    options = DemoOptions(**FAST, poison=0, workdir=tmp_path, environment_name=unique("demo"))  # type: ignore[arg-type]
+    with pytest.raises(DemoInterruptedError) as interrupted:
+        run_demo(options, make_handler=contract_handler, emulator=emulator, status=CtrlCStream())
+    assert interrupted.value.workdir == tmp_path
+
+
+def test_cli_demo_interrupted_exits_130_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(_options: DemoOptions) -> None:
+        raise DemoInterruptedError(None)
+
+    monkeypatch.setattr(demo_module, "run_demo", interrupted)
+    assert main(["demo"]) == 130
+    err = capsys.readouterr().err
+    assert err == "data-aggregator demo: interrupted; temporary work directory removed\n"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from data_aggregator.cli import build_parser, demo_options, main
+from data_aggregator.ops import verify as verify_module
 from data_aggregator.sandbox.demo import DemoOptions
 from data_aggregator.sandbox.progress import StatusLine
 
@@ -109,3 +111,67 @@ def test_verify_a_malformed_bundle_exits_1_and_a_directory_exits_2(
 
     assert main(["verify", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def _no_aws_environment(monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(config))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[default\naws_access_key_id = x\n", "AWS configuration: Unable to parse config file"),
+        ("", "no AWS credentials found"),
+    ],
+)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify", "s3://bucket/bundles/x.tar.gz"],
+        ["replay", "--archive-bucket", "a-b", "--distribution-bucket", "d-b", "--prefix", "bundles/"],
+        ["consume", "--bucket", "d-b", "--once"],
+    ],
+)
+def test_unreadable_or_missing_credentials_exit_2_in_one_line(
+    *,
+    argv: list[str],
+    content: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "aws-config"
+    config.write_text(content)
+    _no_aws_environment(monkeypatch, config)
+    if argv[0] == "consume":
+        argv = [*argv, "--target", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_ctrl_c_in_any_subcommand_is_exit_130_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verify_module, "verify_local_bundle", interrupted)
+    assert main(["verify", str(tmp_path / "x.tar.gz")]) == 130
+    assert capsys.readouterr().err == "data-aggregator verify: interrupted\n"
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for line in ("0    success", "1    a bad bundle", "2    bad usage or configuration", "3    pending", "130"):
+        assert line in out
