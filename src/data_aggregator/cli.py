@@ -1,4 +1,4 @@
-"""The ``data-aggregator`` console script: demo, replay, verify and consume.
+"""The ``data-aggregator`` console script: demo, replay, verify, consume and dlq.
 
 Subcommand modules are imported only when their subcommand runs, so ``verify`` works on a host that
 lacks the demo's optional dependencies, and nothing here is ever on the Lambda function's path.
@@ -29,9 +29,11 @@ from data_aggregator.ops.awserrors import is_configuration_error
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
     from data_aggregator.ops.bundles import ExpansionLimits
     from data_aggregator.ops.consume import Consumer
+    from data_aggregator.ops.dlq import DeadLetterQueue
     from data_aggregator.sandbox.demo import DemoOptions
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -470,6 +472,104 @@ def _consume_loop(args: argparse.Namespace, consumer: Consumer) -> int:
     return EXIT_FAILED if totals.rejected or earlier or totals.errors else EXIT_OK
 
 
+# -- dlq -------------------------------------------------------------------------------------------
+
+
+def _sqs_client(args: argparse.Namespace) -> SQSClient:
+    session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+    config = Config(retries={"mode": "standard", "max_attempts": 8})
+    return session.client("sqs", endpoint_url=args.endpoint_url, config=config)
+
+
+def _dlq_parser(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "dlq",
+        help="list dead-lettered events (decoded) and redrive them to the event queue",
+        description="list: every message in the dead-letter queue with the bucket, key and version it names "
+        "(decoded), its receive count and age, and its failure class (poison, test-event, or s3-event, whose "
+        "cause is in the function's logs); the messages stay in the queue. redrive: move them back to the "
+        "event queue, with SQS's move task on AWS or a send-then-delete copy where the endpoint has none.",
+        epilog="See docs/runbooks/dlq.md. Exit 0 ok, 1 a message could not be moved, 2 usage or configuration.",
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dlq",
+        default=_env_default("DLQ_URL"),
+        help="dead-letter queue URL or name ($DLQ_URL)",
+    )
+    _add_aws_options(common)
+    listing = actions.add_parser("list", parents=[common], help="show the messages; change nothing")
+    listing.add_argument("--json", action="store_true", help="one JSON object per message")
+    listing.add_argument("--max", type=_positive_int, help="list at most this many messages")
+    listing.set_defaults(run=_run_dlq_list)
+    redrive = actions.add_parser("redrive", parents=[common], help="move the messages back to the event queue")
+    redrive.add_argument("--to", help="event queue URL or name (default: the queue that dead-letters here)")
+    redrive.add_argument("--dry-run", action="store_true", help="list what would move; change nothing")
+    redrive.add_argument(
+        "--method",
+        choices=("auto", "move-task", "copy"),
+        default="auto",
+        help="move-task: SQS StartMessageMoveTask (AWS); copy: send then delete; auto (default): move task, else copy",
+    )
+    redrive.add_argument("--rate", type=_positive_int, help="messages per second for the move task (AWS)")
+    redrive.set_defaults(run=_run_dlq_redrive)
+
+
+def _dead_letter_queue(args: argparse.Namespace, source: str | None = None) -> DeadLetterQueue:
+    from data_aggregator.ops.dlq import DeadLetterQueue  # noqa: PLC0415
+
+    if not args.dlq:
+        raise UsageError("give --dlq (or set DLQ_URL)")
+    try:
+        return DeadLetterQueue(_sqs_client(args), args.dlq, source=source)
+    except ClientError as exc:
+        if "NonExistentQueue" in _error_code_of(exc):
+            raise UsageError(f"no such queue: {exc}") from None
+        raise
+
+
+def _error_code_of(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _run_dlq_list(args: argparse.Namespace) -> int:
+    import time  # noqa: PLC0415
+
+    queue = _dead_letter_queue(args)
+    letters = queue.peek(args.max)
+    now = time.time()
+    for letter in letters:
+        if args.json:
+            print(json.dumps(letter.to_dict(), ensure_ascii=False))
+        else:
+            print("\n".join(letter.render(now)))
+    if not args.json:
+        classes = ", ".join(
+            f"{sum(x.failure_class == c for x in letters)} {c}" for c in sorted({x.failure_class for x in letters})
+        )
+        print(f"{len(letters)} message(s) in {queue.url}" + (f": {classes}" if classes else ""), file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_dlq_redrive(args: argparse.Namespace) -> int:
+    from data_aggregator.ops.dlq import DeadLetter, Method  # noqa: PLC0415
+
+    queue = _dead_letter_queue(args, args.to)
+    try:
+        destination = queue.source_url
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    def moved(letter: DeadLetter) -> None:
+        print(f"moved {letter.message_id} ({letter.failure_class})", file=sys.stderr, flush=True)
+
+    print(f"redrive {queue.url} -> {destination}", file=sys.stderr)
+    report = queue.redrive(method=Method(args.method), dry_run=args.dry_run, rate=args.rate, on_move=moved)
+    print(report.render())
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
 # -- entry point -----------------------------------------------------------------------------------
 
 
@@ -487,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     _replay_parser(sub)
     _verify_parser(sub)
     _consume_parser(sub)
+    _dlq_parser(sub)
     return parser
 
 

@@ -73,7 +73,7 @@ def test_argparse_rejects_malformed_numbers(capsys: pytest.CaptureFixture[str]) 
 
 def test_every_subcommand_has_help() -> None:
     parser = build_parser()
-    for command in ("demo", "replay", "verify", "consume"):
+    for command in ("demo", "replay", "verify", "consume", "dlq"):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args([command, "--help"])
         assert exit_info.value.code == 0
