@@ -25,7 +25,7 @@ help: ## List the targets
 
 $(LOCAL_UV):
 	@echo "installing uv $(UV_VERSION) into $(TOOLS)/uv (project-local)"
-	@python3 -m venv $(TOOLS)/uv >/dev/null 2>&1 && $(TOOLS)/uv/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) \
+	@python3 -m venv $(TOOLS)/uv >/dev/null 2>&1 && $(TOOLS)/uv/bin/python -m pip install --quiet --quiet --disable-pip-version-check uv==$(UV_VERSION) \
 	  || { echo "cannot install uv: python3 needs its venv module (Debian/Ubuntu: apt install python3-venv), or install uv yourself" >&2; exit 2; }
 
 $(SYNCED): pyproject.toml uv.lock $(if $(filter $(LOCAL_UV),$(UV)),$(LOCAL_UV))
