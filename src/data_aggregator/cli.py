@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from data_aggregator.ops.bundles import ExpansionLimits
     from data_aggregator.ops.consume import Consumer
     from data_aggregator.ops.dlq import DeadLetterQueue
-    from data_aggregator.sandbox.demo import DemoOptions
+    from data_aggregator.sandbox.demo import DemoOptions, DemoReport
+    from data_aggregator.sandbox.emulator import Emulator
+    from data_aggregator.sandbox.provision import Environment
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -140,6 +142,12 @@ def _demo_parser(sub: Subparsers) -> None:
     p.add_argument("--drain-timeout", type=_positive_float, default=240.0, help="max wait after the last upload")
     p.add_argument("--workdir", type=Path, help="keep logs and extracted files here")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temporary work directory")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the report, keep the emulator running (with the work directory) for verify, replay, "
+        "consume and dlq in another shell; Ctrl-C stops it",
+    )
     p.set_defaults(run=_run_demo)
 
 
@@ -169,23 +177,39 @@ def demo_options(args: argparse.Namespace) -> DemoOptions:
         mix=SizeMix(large_every=args.large_every),
         drain_timeout_seconds=args.drain_timeout,
         workdir=args.workdir,
-        keep_workdir=args.keep_workdir,
+        keep_workdir=args.keep_workdir or args.keep,
     )
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from data_aggregator.sandbox.demo import DemoInterruptedError, run_demo  # noqa: PLC0415
+    from data_aggregator.sandbox.demo import (  # noqa: PLC0415
+        DemoInterruptedError,
+        operator_instructions,
+        run_demo,
+    )
     from data_aggregator.sandbox.emulator import EmulatorUnavailableError  # noqa: PLC0415
 
+    shown: list[DemoReport] = []
+
+    def keep_running(report: DemoReport, emulator: Emulator, environment: Environment) -> None:
+        print(report.render(), flush=True)
+        shown.append(report)
+        print(operator_instructions(emulator, environment, report.workdir), flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print(f"{PROG} demo: stopping the emulator", file=sys.stderr)
+
     try:
-        report = run_demo(demo_options(args))
+        report = run_demo(demo_options(args), after=keep_running if args.keep else None)
     except (ValueError, EmulatorUnavailableError) as exc:
         raise UsageError(str(exc)) from None
     except DemoInterruptedError as exc:
         where = f"work directory kept at {exc.workdir}" if exc.workdir else "temporary work directory removed"
         print(f"{PROG} demo: interrupted; {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(report.render())
+    if not shown:
+        print(report.render())
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

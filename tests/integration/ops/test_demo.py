@@ -7,6 +7,7 @@ DLQ accounting) independently of the production handler, which has its own demo 
 from __future__ import annotations
 
 import io
+import shlex
 import tempfile
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from data_aggregator.cli import main
 from data_aggregator.sandbox import demo as demo_module
-from data_aggregator.sandbox.demo import DemoInterruptedError, DemoOptions, run_demo
+from data_aggregator.sandbox.demo import DemoInterruptedError, DemoOptions, operator_instructions, run_demo
 from data_aggregator.sandbox.emulator import Clients, Emulator
 from data_aggregator.sandbox.esm import Handler
 from data_aggregator.sandbox.provision import Environment
@@ -140,10 +141,36 @@ def test_ctrl_c_keeps_a_directory_the_user_named(emulator: Emulator, tmp_path: P
 def test_cli_demo_interrupted_exits_130_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def interrupted(_options: DemoOptions) -> None:
+    def interrupted(_options: DemoOptions, **_kwargs: object) -> None:
         raise DemoInterruptedError(None)
 
     monkeypatch.setattr(demo_module, "run_demo", interrupted)
     assert main(["demo"]) == 130
     err = capsys.readouterr().err
     assert err == "data-aggregator demo: interrupted; temporary work directory removed\n"
+
+
+def test_keep_leaves_the_emulator_to_the_operator_commands_as_printed(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: dict[str, int] = {}
+
+    def operator(report: Any, running: Emulator, environment: Environment) -> None:
+        text = operator_instructions(running, environment, report.workdir)
+        for line in text.splitlines():
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").partition("=")
+                monkeypatch.setenv(name, value)
+        for line in text.splitlines():
+            if line.startswith("data-aggregator "):
+                argv = shlex.split(line.partition("#")[0])[1:]
+                ran[" ".join(argv[:2])] = main(argv)
+
+    options = DemoOptions(**FAST, poison=1, workdir=tmp_path, environment_name=unique("demo"))  # type: ignore[arg-type]
+    report = run_demo(options, make_handler=contract_handler, emulator=emulator, status=io.StringIO(), after=operator)
+    assert report.problems == []
+    assert len(ran) == 5
+    assert set(ran.values()) == {0}, ran
+    assert {"dlq list", "replay --prefix", "replay --key", "consume --once"} < set(ran)
+    out = capsys.readouterr().out
+    assert "consumed bundles/" in out  # the replayed bundle went through the consumer again
