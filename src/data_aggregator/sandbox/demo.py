@@ -299,6 +299,21 @@ HandlerFactory = Callable[[Clients, Environment], Handler]
 AfterRun = Callable[["DemoReport", Emulator, Environment], None]
 
 
+def release_emulator_bookkeeping() -> None:
+    """Drop moto's list of every model object it ever created (kept for its dashboard only).
+
+    moto tracks each instance of its models, and a DynamoDB TransactWriteItems deep-copies the whole
+    table (to roll back on failure): every claim batch therefore left a full copy of the claims table
+    alive, so memory grew with files x claims. The demo's in-process emulator needs none of these
+    references; the live objects stay reachable through their backends.
+    """
+    try:
+        from moto.core.model_instances import reset_model_data  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - the demo extra is what runs the emulator in-process
+        return
+    reset_model_data()
+
+
 def operator_instructions(emulator: Emulator, environment: Environment, workdir: Path | None) -> str:
     """How to point a second shell at a kept demo, with commands that work as written there."""
     names = environment.names
@@ -482,6 +497,7 @@ def _drive_started(
     upload_thread.start()
     while upload_thread.is_alive():
         line.update(run.status(started, uploader, esm, planned))
+        release_emulator_bookkeeping()
         upload_thread.join(0.5)
     uploads = list(uploader.uploaded)
     duplicates = run.send_duplicates(uploads)
@@ -493,6 +509,7 @@ def _drive_started(
         if run.drained(uploads, poison):
             drained = True
             break
+        release_emulator_bookkeeping()
         time.sleep(0.2)
     esm.stop()
     consumer.stop()

@@ -174,3 +174,42 @@ def test_keep_leaves_the_emulator_to_the_operator_commands_as_printed(
     assert {"dlq list", "replay --prefix", "replay --key", "consume --once"} < set(ran)
     out = capsys.readouterr().out
     assert "consumed bundles/" in out  # the replayed bundle went through the consumer again
+
+
+def test_the_emulator_does_not_keep_a_table_copy_per_transaction(emulator: Emulator) -> None:
+    """moto deep-copies the table for every TransactWriteItems and tracked every copy: memory grew with
+    files x claims (about 1.1 GB for the default run). The demo drops that bookkeeping as it goes."""
+    from moto.dynamodb.models.table import Table
+
+    clients = emulator.clients()
+    name = unique("claims")
+    clients.dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "ObjectID", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "ObjectID", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for index in range(20):
+        clients.dynamodb.transact_write_items(
+            TransactItems=[{"Put": {"TableName": name, "Item": {"ObjectID": {"S": f"o-{index}"}}}}]
+        )
+    assert len(getattr(Table, "instances_tracked")) >= 20  # what moto does on its own  # noqa: B009
+    demo_module.release_emulator_bookkeeping()
+    assert getattr(Table, "instances_tracked") == []  # noqa: B009
+    assert clients.dynamodb.scan(TableName=name)["Count"] == 20  # the live table is untouched
+
+
+def test_the_demo_releases_the_bookkeeping_while_it_runs(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    original = demo_module.release_emulator_bookkeeping
+
+    def counted() -> None:
+        calls.append(1)
+        original()
+
+    monkeypatch.setattr(demo_module, "release_emulator_bookkeeping", counted)
+    options = DemoOptions(**FAST, poison=0, workdir=tmp_path, environment_name=unique("demo"))  # type: ignore[arg-type]
+    assert run_demo(options, make_handler=contract_handler, emulator=emulator, status=io.StringIO()).ok
+    assert calls
