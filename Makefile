@@ -1,23 +1,44 @@
-# Every target bootstraps what it needs: uv (installed with pip when missing), Python 3.13 and the
-# locked dependencies. `make test` is the command CI runs.
+# Every target bootstraps what it needs: uv, Python 3.13 and the locked dependencies, with nothing
+# but a python3 (any version) and the package registries. `make test` is the command CI runs.
+#
+# uv: the one on PATH, else a project-local copy in .tools/uv (a venv, so PEP 668 "externally
+# managed" system Pythons are never touched). Python 3.13: python3.13 on PATH when it runs, else the
+# newest pyenv 3.13 build (no shims needed on PATH), else whatever uv itself finds.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-UV := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
+UV_VERSION := 0.13.9
+TOOLS := .tools
+LOCAL_UV := $(CURDIR)/$(TOOLS)/uv/bin/uv
+PYENV_ROOT ?= $(HOME)/.pyenv
+UV := $(or $(shell uv --version >/dev/null 2>&1 && command -v uv),$(LOCAL_UV))
+PYTHON313 := $(or $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null),$(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13))),$(wildcard /usr/bin/python3.13))
+UV_PYTHON_FLAG := $(if $(PYTHON313),--python $(PYTHON313))
 RUN := $(UV) run --frozen
 SYNCED := .venv/.synced
+PREFIX ?= $(HOME)/.local
 
-.PHONY: help bootstrap demo test e2e lint fmt build bench
+.PHONY: help bootstrap install demo test e2e lint fmt build bench
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
 
-$(SYNCED): pyproject.toml uv.lock
-	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen --all-extras
+$(LOCAL_UV):
+	@echo "installing uv $(UV_VERSION) into $(TOOLS)/uv (project-local)"
+	@python3 -m venv $(TOOLS)/uv >/dev/null 2>&1 && $(TOOLS)/uv/bin/python -m pip install --quiet --quiet --disable-pip-version-check uv==$(UV_VERSION) \
+	  || { echo "cannot install uv: python3 needs its venv module (Debian/Ubuntu: apt install python3-venv), or install uv yourself" >&2; exit 2; }
+
+$(SYNCED): pyproject.toml uv.lock $(if $(filter $(LOCAL_UV),$(UV)),$(LOCAL_UV))
+	@$(UV) sync --quiet --frozen --all-extras $(UV_PYTHON_FLAG)
 	@touch $@
 
 bootstrap: $(SYNCED) ## Install uv (if missing) and the locked environment
+
+install: $(SYNCED) ## Put data-aggregator on PATH: a link in PREFIX/bin (default PREFIX=~/.local)
+	@mkdir -p $(PREFIX)/bin
+	@ln -sf $(CURDIR)/.venv/bin/data-aggregator $(PREFIX)/bin/data-aggregator
+	@echo "installed $(PREFIX)/bin/data-aggregator -> $(CURDIR)/.venv/bin/data-aggregator"
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "note: $(PREFIX)/bin is not on PATH; add it, e.g. export PATH=\"$(PREFIX)/bin:\$$PATH\"";; esac
 
 demo: $(SYNCED) ## The whole pipeline on an embedded AWS emulator, with a report (DEMO_ARGS="--rate 20 ...")
 	$(RUN) data-aggregator demo $(DEMO_ARGS)
@@ -39,8 +60,8 @@ fmt: $(SYNCED) ## Apply ruff's formatting and safe fixes
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
-build: ## Build dist/lambda.zip (python3.13, arm64); ARCH=x86_64 builds dist/lambda-x86_64.zip
-	./build.sh --arch $(or $(ARCH),arm64)
+build: $(SYNCED) ## Build dist/lambda.zip (python3.13, arm64); ARCH=x86_64 builds dist/lambda-x86_64.zip
+	UV="$(UV)" ./build.sh --arch $(or $(ARCH),arm64)
 
 bench: $(SYNCED) ## Run the benchmarks and print their tables (BENCH_ARGS="throughput --repeats 5 --check")
 	$(RUN) python -m benchmarks $(BENCH_ARGS)

@@ -25,3 +25,13 @@ os.environ.pop("AWS_PROFILE", None)
 def no_endpoint_override(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process moto intercepts calls itself; an endpoint left over from the environment would not."""
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the run free of noise a reader would have to learn to ignore.
+
+    Powertools warns "No application metrics to publish" whenever an invocation ends before it
+    emitted a metric; the crash, kill and missing-configuration tests end invocations exactly there
+    on purpose, so for them the warning is the expected behaviour, not a finding.
+    """
+    config.addinivalue_line("filterwarnings", "ignore:No application metrics to publish:UserWarning")

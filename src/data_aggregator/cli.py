@@ -1,10 +1,11 @@
-"""The ``data-aggregator`` console script: demo, replay, verify and consume.
+"""The ``data-aggregator`` console script: demo, replay, verify, consume and dlq.
 
 Subcommand modules are imported only when their subcommand runs, so ``verify`` works on a host that
 lacks the demo's optional dependencies, and nothing here is ever on the Lambda function's path.
 
-Exit codes: 0 success, 1 a check failed or work could not be done, 2 bad usage or configuration,
-3 (replay) Glacier restores still pending.
+Exit codes, the same for every subcommand (``EXIT_CODES`` is what ``--help`` prints): 0 success,
+1 a bad bundle or a failed check, 2 bad usage or configuration (missing or unreadable credentials
+included), 3 pending (Glacier restores), 130 interrupted. No user mistake ends in a traceback.
 """
 
 from __future__ import annotations
@@ -24,15 +25,30 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from data_aggregator.ops.awserrors import is_configuration_error
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
-    from data_aggregator.sandbox.demo import DemoOptions
+    from data_aggregator.ops.bundles import ExpansionLimits
+    from data_aggregator.ops.consume import Consumer
+    from data_aggregator.ops.dlq import DeadLetterQueue
+    from data_aggregator.sandbox.demo import DemoOptions, DemoReport
+    from data_aggregator.sandbox.emulator import Emulator
+    from data_aggregator.sandbox.provision import Environment
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 PROG = "data-aggregator"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_CODES = f"""exit codes (every subcommand):
+  {EXIT_OK}    success
+  {EXIT_FAILED}    a bad bundle or a failed check (verify, consume, replay, demo, dlq)
+  {EXIT_USAGE}    bad usage or configuration, including missing or unreadable credentials
+  {EXIT_PENDING}    pending: Glacier restores still running (replay)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
 
 
 class UsageError(Exception):
@@ -61,6 +77,16 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
@@ -116,6 +142,12 @@ def _demo_parser(sub: Subparsers) -> None:
     p.add_argument("--drain-timeout", type=_positive_float, default=240.0, help="max wait after the last upload")
     p.add_argument("--workdir", type=Path, help="keep logs and extracted files here")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temporary work directory")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the report, keep the emulator running (with the work directory) for verify, replay, "
+        "consume and dlq in another shell; Ctrl-C stops it",
+    )
     p.set_defaults(run=_run_demo)
 
 
@@ -145,19 +177,39 @@ def demo_options(args: argparse.Namespace) -> DemoOptions:
         mix=SizeMix(large_every=args.large_every),
         drain_timeout_seconds=args.drain_timeout,
         workdir=args.workdir,
-        keep_workdir=args.keep_workdir,
+        keep_workdir=args.keep_workdir or args.keep,
     )
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from data_aggregator.sandbox.demo import run_demo  # noqa: PLC0415
+    from data_aggregator.sandbox.demo import (  # noqa: PLC0415
+        DemoInterruptedError,
+        operator_instructions,
+        run_demo,
+    )
     from data_aggregator.sandbox.emulator import EmulatorUnavailableError  # noqa: PLC0415
 
+    shown: list[DemoReport] = []
+
+    def keep_running(report: DemoReport, emulator: Emulator, environment: Environment) -> None:
+        print(report.render(), flush=True)
+        shown.append(report)
+        print(operator_instructions(emulator, environment, report.workdir), flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print(f"{PROG} demo: stopping the emulator", file=sys.stderr)
+
     try:
-        report = run_demo(demo_options(args))
+        report = run_demo(demo_options(args), after=keep_running if args.keep else None)
     except (ValueError, EmulatorUnavailableError) as exc:
         raise UsageError(str(exc)) from None
-    print(report.render())
+    except DemoInterruptedError as exc:
+        where = f"work directory kept at {exc.workdir}" if exc.workdir else "temporary work directory removed"
+        print(f"{PROG} demo: interrupted; {where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not shown:
+        print(report.render())
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -168,10 +220,12 @@ def _replay_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "replay",
         help="copy bundles from Archive back to Distribution (restoring from Glacier first)",
-        description="Select bundles in the Archive bucket by key, prefix or hour range and copy them to "
-        "Distribution, verifying each copy's SHA-256. Archived bundles get a restore request and are copied "
-        "once restored (--wait keeps polling). Safe to run again: delivered bundles are skipped. "
-        "Exit 0 done, 1 failures, 3 restores still pending.",
+        description="Select bundles in the Archive bucket and copy them to Distribution, verifying each "
+        "copy's SHA-256 (a copy that fails is deleted again). Selection: --key names exact bundles and "
+        "stands alone; --prefix, --since and --until are filters that all apply (intersection). Archived "
+        "bundles get a restore request and are copied once restored (--wait keeps polling). Safe to run "
+        "again: delivered bundles are skipped. Exit 0 done, 1 failures, 2 usage (including a --key that "
+        "is not in Archive), 3 restores still pending.",
     )
     p.add_argument("--archive-bucket", default=_env_default("ARCHIVE_BUCKET_NAME"), help="$ARCHIVE_BUCKET_NAME")
     p.add_argument(
@@ -219,6 +273,9 @@ def _run_replay(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    absent = replayer.missing(args.key)
+    if absent:
+        raise UsageError(f"not in the archive bucket {args.archive_bucket}: {', '.join(absent)}")
 
     def progress(index: int, total: int, outcome: Outcome) -> None:
         print(f"[{index}/{total}] {outcome.action.value} {outcome.key}", file=sys.stderr, flush=True)
@@ -254,6 +311,7 @@ def _verify_parser(sub: Subparsers) -> None:
     p.add_argument("--version-id", help="S3 object version (single S3 target only)")
     p.add_argument("--json", action="store_true", help="print one JSON report per line")
     p.add_argument("--members", action="store_true", help="list every member with its digest")
+    _add_limit_options(p)
     _add_aws_options(p)
     p.set_defaults(run=_run_verify)
 
@@ -272,11 +330,13 @@ def _run_verify(args: argparse.Namespace) -> int:
             if target.startswith("s3://"):
                 location = parse_s3_uri(target)
                 s3 = s3 or _s3_client(args)
-                reports.append(verify_s3_bundle(s3, location.bucket, location.key, args.version_id))
+                reports.append(
+                    verify_s3_bundle(s3, location.bucket, location.key, args.version_id, limits=_limits(args))
+                )
             elif args.version_id:
                 raise UsageError("--version-id applies to an S3 target only")
             else:
-                reports.append(verify_local_bundle(Path(target), args.sha256))
+                reports.append(verify_local_bundle(Path(target), args.sha256, limits=_limits(args)))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     for report in reports:
@@ -310,6 +370,7 @@ def _consume_parser(sub: Subparsers) -> None:
     p.add_argument("--interval", type=_positive_float, default=10.0, help="seconds between polls (default 10)")
     p.add_argument("--max-bundles", type=int, help="stop after this many bundles")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync before deleting (faster, less safe)")
+    _add_limit_options(p)
     up = p.add_argument_group("forwarding to an S3-compatible store (optional)")
     up.add_argument("--upload-endpoint", help="endpoint URL, e.g. https://minio.example.internal:9000")
     up.add_argument("--upload-bucket", help="bucket to upload the extracted files into")
@@ -318,6 +379,35 @@ def _consume_parser(sub: Subparsers) -> None:
     up.add_argument("--upload-profile", help="named profile holding the store's credentials")
     _add_aws_options(p)
     p.set_defaults(run=_run_consume)
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    from data_aggregator.ops.bundles import DEFAULT_LIMITS  # noqa: PLC0415
+
+    group = parser.add_argument_group("expansion limits (a bundle that expands beyond them is rejected)")
+    group.add_argument(
+        "--max-expansion-ratio",
+        type=_positive_float,
+        default=DEFAULT_LIMITS.max_ratio,
+        help=f"expanded bytes per compressed byte (default {DEFAULT_LIMITS.max_ratio:g}; "
+        f"bundles under {DEFAULT_LIMITS.floor_bytes // 2**20} MiB expanded always pass)",
+    )
+    group.add_argument(
+        "--max-expanded-bytes",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.max_bytes,
+        help=f"absolute maximum expanded size of one bundle (default {DEFAULT_LIMITS.max_bytes:,})",
+    )
+
+
+def _limits(args: argparse.Namespace) -> ExpansionLimits:
+    from data_aggregator.ops.bundles import DEFAULT_LIMITS, ExpansionLimits  # noqa: PLC0415
+
+    return ExpansionLimits(
+        max_ratio=args.max_expansion_ratio,
+        max_bytes=args.max_expanded_bytes,
+        floor_bytes=min(DEFAULT_LIMITS.floor_bytes, args.max_expanded_bytes),
+    )
 
 
 def _forwarding_client(args: argparse.Namespace) -> S3Client:
@@ -339,25 +429,45 @@ def _forwarding_client(args: argparse.Namespace) -> S3Client:
 
 
 def _run_consume(args: argparse.Namespace) -> int:
-    from data_aggregator.ops.consume import BundleForwarder, Consumer, PollResult  # noqa: PLC0415
+    from data_aggregator.ops.consume import (  # noqa: PLC0415
+        BundleForwarder,
+        Consumer,
+        ConsumerBusyError,
+    )
 
     if not args.bucket:
         raise UsageError("give --bucket (or set DISTRIBUTION_BUCKET_NAME)")
     if bool(args.upload_endpoint) != bool(args.upload_bucket):
         raise UsageError("forwarding needs both --upload-endpoint and --upload-bucket")
+    target: Path = args.target
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--target {target} exists and is not a directory")
     forwarder = (
         BundleForwarder(_forwarding_client(args), args.upload_bucket, args.upload_prefix)
         if args.upload_bucket
         else None
     )
-    consumer = Consumer(
-        _s3_client(args),
-        args.bucket,
-        args.target,
-        prefix=args.prefix,
-        forwarder=forwarder,
-        durable=not args.no_fsync,
-    )
+    try:
+        consumer = Consumer(
+            _s3_client(args),
+            args.bucket,
+            target,
+            prefix=args.prefix,
+            forwarder=forwarder,
+            durable=not args.no_fsync,
+            limits=_limits(args),
+        )
+    except ConsumerBusyError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--target {target} cannot be used: {exc.strerror or exc}") from None
+    with consumer:
+        return _consume_loop(args, consumer)
+
+
+def _consume_loop(args: argparse.Namespace, consumer: Consumer) -> int:
+    from data_aggregator.ops.consume import REJECTED_FILE, STATE_DIR, PollResult  # noqa: PLC0415
+
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -376,11 +486,112 @@ def _run_consume(args: argparse.Namespace) -> int:
             print(f"retry later: {error}", file=sys.stderr, flush=True)
 
     totals = consumer.run(stop, interval=args.interval, once=args.once, max_bundles=args.max_bundles, on_poll=report)
+    earlier = len(set(totals.still_rejected))
     print(
-        f"{len(totals.consumed)} bundle(s) consumed, {len(totals.rejected)} rejected, {len(totals.errors)} error(s)",
+        f"{len(totals.consumed)} bundle(s) consumed, {len(totals.rejected)} rejected, "
+        f"{earlier} still rejected from earlier runs, {len(totals.errors)} error(s)"
+        + (f" (rejections: {consumer.target / STATE_DIR / REJECTED_FILE})" if totals.rejected or earlier else ""),
         file=sys.stderr,
     )
-    return EXIT_FAILED if totals.rejected or totals.errors else EXIT_OK
+    return EXIT_FAILED if totals.rejected or earlier or totals.errors else EXIT_OK
+
+
+# -- dlq -------------------------------------------------------------------------------------------
+
+
+def _sqs_client(args: argparse.Namespace) -> SQSClient:
+    session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+    config = Config(retries={"mode": "standard", "max_attempts": 8})
+    return session.client("sqs", endpoint_url=args.endpoint_url, config=config)
+
+
+def _dlq_parser(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "dlq",
+        help="list dead-lettered events (decoded) and redrive them to the event queue",
+        description="list: every message in the dead-letter queue with the bucket, key and version it names "
+        "(decoded), its receive count and age, and its failure class (poison, test-event, or s3-event, whose "
+        "cause is in the function's logs); the messages stay in the queue. redrive: move them back to the "
+        "event queue, with SQS's move task on AWS or a send-then-delete copy where the endpoint has none.",
+        epilog="See docs/runbooks/dlq.md. Exit 0 ok, 1 a message could not be moved, 2 usage or configuration.",
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dlq",
+        default=_env_default("DLQ_URL"),
+        help="dead-letter queue URL or name ($DLQ_URL)",
+    )
+    _add_aws_options(common)
+    listing = actions.add_parser("list", parents=[common], help="show the messages; change nothing")
+    listing.add_argument("--json", action="store_true", help="one JSON object per message")
+    listing.add_argument("--max", type=_positive_int, help="list at most this many messages")
+    listing.set_defaults(run=_run_dlq_list)
+    redrive = actions.add_parser("redrive", parents=[common], help="move the messages back to the event queue")
+    redrive.add_argument("--to", help="event queue URL or name (default: the queue that dead-letters here)")
+    redrive.add_argument("--dry-run", action="store_true", help="list what would move; change nothing")
+    redrive.add_argument(
+        "--method",
+        choices=("auto", "move-task", "copy"),
+        default="auto",
+        help="move-task: SQS StartMessageMoveTask (AWS); copy: send then delete; auto (default): move task, else copy",
+    )
+    redrive.add_argument("--rate", type=_positive_int, help="messages per second for the move task (AWS)")
+    redrive.set_defaults(run=_run_dlq_redrive)
+
+
+def _dead_letter_queue(args: argparse.Namespace, source: str | None = None) -> DeadLetterQueue:
+    from data_aggregator.ops.dlq import DeadLetterQueue  # noqa: PLC0415
+
+    if not args.dlq:
+        raise UsageError("give --dlq (or set DLQ_URL)")
+    try:
+        return DeadLetterQueue(_sqs_client(args), args.dlq, source=source)
+    except ClientError as exc:
+        if "NonExistentQueue" in _error_code_of(exc):
+            raise UsageError(f"no such queue: {exc}") from None
+        raise
+
+
+def _error_code_of(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _run_dlq_list(args: argparse.Namespace) -> int:
+    import time  # noqa: PLC0415
+
+    queue = _dead_letter_queue(args)
+    letters = queue.peek(args.max)
+    now = time.time()
+    for letter in letters:
+        if args.json:
+            print(json.dumps(letter.to_dict(), ensure_ascii=False))
+        else:
+            print("\n".join(letter.render(now)))
+    if not args.json:
+        classes = ", ".join(
+            f"{sum(x.failure_class == c for x in letters)} {c}" for c in sorted({x.failure_class for x in letters})
+        )
+        print(f"{len(letters)} message(s) in {queue.url}" + (f": {classes}" if classes else ""), file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_dlq_redrive(args: argparse.Namespace) -> int:
+    from data_aggregator.ops.dlq import DeadLetter, Method  # noqa: PLC0415
+
+    queue = _dead_letter_queue(args, args.to)
+    try:
+        destination = queue.source_url
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    def moved(letter: DeadLetter) -> None:
+        print(f"moved {letter.message_id} ({letter.failure_class})", file=sys.stderr, flush=True)
+
+    print(f"redrive {queue.url} -> {destination}", file=sys.stderr)
+    report = queue.redrive(method=Method(args.method), dry_run=args.dry_run, rate=args.rate, on_move=moved)
+    print(report.render())
+    return EXIT_FAILED if report.failed else EXIT_OK
 
 
 # -- entry point -----------------------------------------------------------------------------------
@@ -388,13 +599,19 @@ def _run_consume(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command line (also used by the docs tests)."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Operate and demonstrate the data-aggregator pipeline.")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Operate and demonstrate the data-aggregator pipeline.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _demo_parser(sub)
     _replay_parser(sub)
     _verify_parser(sub)
     _consume_parser(sub)
+    _dlq_parser(sub)
     return parser
 
 
@@ -406,18 +623,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         code: int = args.run(args)
-    except UsageError as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except NoCredentialsError:
-        print(
-            f"{PROG} {args.command}: error: no AWS credentials found (set a profile or AWS_* variables)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    except (ClientError, BotoCoreError) as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # every error a user can cause ends in one line; anything else is re-raised
+        return _exit_code_for(args.command, exc)
+    return code
+
+
+def _exit_code_for(command: str, exc: Exception) -> int:
+    """Print one line for an error a user or their environment caused and return its exit code."""
+    code = EXIT_USAGE
+    if isinstance(exc, UsageError):
+        message = str(exc)
+    elif isinstance(exc, NoCredentialsError):
+        message = "no AWS credentials found (set a profile or AWS_* variables)"
+    elif isinstance(exc, ClientError) and is_configuration_error(exc):
+        message = f"the credentials were refused: {exc}"
+    elif is_configuration_error(exc):
+        message = f"AWS configuration: {exc}"
+    elif isinstance(exc, (ClientError, BotoCoreError)):
+        message, code = str(exc), EXIT_FAILED
+    elif isinstance(exc, OSError):  # an unreadable config or credentials file, a full disk
+        message = str(exc)
+    else:
+        raise exc
+    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
     return code
 
 

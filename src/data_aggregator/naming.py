@@ -7,7 +7,8 @@ already safe keep their own name, and the manifest always records the original k
 
 Rules for a safe name: no leading ``/``, no empty, ``.`` or ``..`` segments, no control characters, no
 segment longer than 255 UTF-8 bytes (NAME_MAX on common filesystems), never ``manifest.json`` (the
-manifest's own name), and never both a file and a directory prefix of another member, which
+manifest's own name) nor anything under ``manifest.json/`` (which would make the manifest's name a
+directory as well as a file), and never both a file and a directory prefix of another member, which
 ``tar xzf`` cannot extract.
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from data_aggregator.models import MANIFEST_MEMBER
 
 MAX_SEGMENT_BYTES = 255
+_MANIFEST_AS_DIRECTORY = MANIFEST_MEMBER.replace(".", "%2E")
 _TAG_HEX = 12  # 48 bits of a SHA-256: collisions need ~16M keys in one bundle
 
 
@@ -32,6 +34,9 @@ def sanitize_key(key: str) -> str:
     segments = [_safe_segment(part) for part in key.split("/") if part]
     if not segments:  # the key is only slashes
         return key.replace("/", "%2F")
+    if len(segments) > 1 and segments[0] == MANIFEST_MEMBER:
+        # ``manifest.json/x`` would need a directory named like the manifest file: escape its dot.
+        segments[0] = _MANIFEST_AS_DIRECTORY
     return "/".join(segments)
 
 

@@ -63,6 +63,8 @@ def test_names_in_a_bundle_are_safe_unique_and_extractable(keys: list[str]) -> N
     # No member may also be a directory of another member: tar xzf could not create both.
     directories = {"/".join(n.split("/")[:i]) for n in names for i in range(1, n.count("/") + 1)}
     assert not directories & set(names)
+    # Nothing may live under the manifest's name: the bundle would hold manifest.json as both.
+    assert MANIFEST_MEMBER not in directories
     # Deterministic for a given batch.
     assert assign_member_names(entries) == names
 
@@ -132,3 +134,14 @@ def test_key_named_like_the_manifest_is_renamed() -> None:
 def test_file_that_is_also_a_directory_is_renamed() -> None:
     names = assign_member_names([("a", "d" * 64), ("a/b", "e" * 64)])
     assert names == ["a~dddddddddddd", "a/b"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["manifest.json/report.csv", "/manifest.json/a/b", "manifest.json//x", "manifest.json/manifest.json"],
+)
+def test_no_member_lives_under_the_manifest_name(key: str) -> None:
+    names = assign_member_names([(key, "f" * 64), ("other.csv", "0" * 64)])
+    assert not any(name.startswith(MANIFEST_MEMBER + "/") for name in names)
+    assert names[0].startswith("manifest%2Ejson/")
+    assert not is_safe_name(key)

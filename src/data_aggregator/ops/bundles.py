@@ -14,10 +14,9 @@ import gzip
 import hashlib
 import tarfile
 import unicodedata
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 from pydantic import ValidationError
 
@@ -27,6 +26,85 @@ from data_aggregator.ops.hashing import CHUNK_BYTES, HashingReader, Readable
 MAX_SEGMENT_BYTES = 255
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 MAX_PROBLEMS_LISTED = 50
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+@dataclass(frozen=True, slots=True)
+class ExpansionLimits:
+    """How many bytes a bundle may expand to, checked while its tar stream is read.
+
+    The allowance is ``max_ratio`` times the compressed size, but never less than ``floor_bytes`` (so a
+    small bundle of very compressible files still passes) and never more than ``max_bytes``. The tar
+    stream (headers, padding and member data) is counted as it is decompressed, so a bomb is stopped
+    before it writes more than the allowance, and no header can make the scan seek past it.
+    """
+
+    max_ratio: float = 200.0
+    max_bytes: int = 8 * GIB
+    floor_bytes: int = 64 * MIB
+
+    def __post_init__(self) -> None:
+        if self.max_ratio <= 0 or self.max_bytes <= 0 or self.floor_bytes < 0:
+            raise ValueError("expansion limits must be positive")
+
+    def allowance(self, compressed_size: int | None) -> int:
+        """Bytes the tar stream may hold for a bundle of this compressed size (unknown: the maximum)."""
+        if compressed_size is None:
+            return self.max_bytes
+        by_ratio = int(compressed_size * self.max_ratio)
+        return min(self.max_bytes, max(by_ratio, self.floor_bytes))
+
+
+DEFAULT_LIMITS = ExpansionLimits()
+
+
+class ExpansionLimitError(Exception):
+    """The decompressed stream grew past its allowance; the bundle is rejected, nothing more is read."""
+
+
+class _Passthrough(Exception):
+    """Carries an error of the source stream or a member sink through the parser unchanged.
+
+    Those errors (a network failure, a full disk) say nothing about the bundle, so they must not be
+    mistaken for a malformed archive, which is how every other exception in the scan is reported.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+class _GuardedSource:
+    """The raw bundle stream, with its read errors marked as not the bundle's fault."""
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return self._source.read(size)
+        except Exception as exc:
+            raise _Passthrough(exc) from exc
+
+
+class _LimitedStream:
+    """The decompressed tar stream, counted; raises once it passes the allowance."""
+
+    def __init__(self, source: Readable, allowance: int) -> None:
+        self._source = source
+        self.allowance = allowance
+        self.bytes_read = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        wanted = CHUNK_BYTES if size is None or size < 0 else size
+        chunk = self._source.read(min(wanted, self.allowance - self.bytes_read + 1))
+        self.bytes_read += len(chunk)
+        if self.bytes_read > self.allowance:
+            raise ExpansionLimitError(
+                f"the bundle expands past {self.allowance:,} bytes (the expansion limit for its compressed size)"
+            )
+        return chunk
 
 
 class MemberSink(Protocol):
@@ -170,12 +248,44 @@ def _kind(info: tarfile.TarInfo) -> str:
 class _Scan:
     """State of one pass over a bundle's members."""
 
-    def __init__(self, report: BundleReport, open_member: MemberOpener | None) -> None:
+    def __init__(self, report: BundleReport, open_member: MemberOpener | None, allowance: int) -> None:
         self.report = report
         self.open_member = open_member
+        self.allowance = allowance
         self.digests: dict[str, MemberDigest] = {}
         self.manifest_bytes: bytes | None = None
         self.members_after_manifest = 0
+        self.files: set[str] = set()
+        self.directories: set[str] = set()
+
+    def beyond_limit(self, info: tarfile.TarInfo) -> str | None:
+        """Why the scan must stop at this header: its declared size runs past the allowance.
+
+        Checked before anything is read or skipped, because skipping a member in a stream means
+        reading its declared size, and a header may declare 10^20 bytes over a 150-byte file.
+        """
+        if info.size < 0 or info.offset_data + info.size > self.allowance:
+            return (
+                f"member {info.name!r} declares {info.size:,} bytes, past the expansion limit of "
+                f"{self.allowance:,} bytes for this bundle; the rest was not read"
+            )
+        return None
+
+    def layout_conflict(self, name: str) -> str | None:
+        """Why a name cannot coexist with the members before it on a filesystem, or None.
+
+        ``a`` and ``a/b`` in one bundle need ``a`` to be a file and a directory at once: ``tar xzf``
+        fails on it, and so would any extraction. The manifest's name is reserved the same way.
+        """
+        parents = ["/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1)]
+        if parents and parents[0] == MANIFEST_MEMBER:
+            return f"member {name!r}: lies under {MANIFEST_MEMBER}/, which must be a file"
+        if name in self.directories:
+            return f"member {name!r}: is also a directory of another member"
+        clash = next((parent for parent in parents if parent in self.files), None)
+        if clash is not None:
+            return f"member {name!r}: its directory {clash!r} is also a file member"
+        return None
 
     def refusal(self, info: tarfile.TarInfo) -> str | None:
         """Why this member is not read at all, or None."""
@@ -189,7 +299,7 @@ class _Scan:
             return f"member {name!r}: appears more than once"
         if name == MANIFEST_MEMBER and info.size > MAX_MANIFEST_BYTES:
             return f"{MANIFEST_MEMBER} is {info.size:,} bytes, above {MAX_MANIFEST_BYTES:,}"
-        return None
+        return self.layout_conflict(name)
 
     def member(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
         problems = self.report.problems
@@ -200,6 +310,8 @@ class _Scan:
         if refusal is not None:
             problems.append(refusal)
             return
+        self.files.add(name)
+        self.directories.update("/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1))
         source = tar.extractfile(info)
         if source is None:  # pragma: no cover - isreg() members always have a file object
             problems.append(f"member {name!r}: no data")
@@ -212,6 +324,8 @@ class _Scan:
         except MemberRefusedError as exc:
             problems.append(f"member {name!r}: refused: {exc}")
             return
+        except Exception as exc:
+            raise _Passthrough(exc) from exc
         digest = hashlib.sha256()
         size = 0
         try:
@@ -219,10 +333,10 @@ class _Scan:
                 digest.update(chunk)
                 size += len(chunk)
                 if sink is not None:
-                    sink.write(chunk)
+                    _write(sink, chunk)
         finally:
             if sink is not None:
-                sink.close()
+                _close(sink)
         record = MemberDigest(name, size, digest.hexdigest())
         self.digests[name] = record
         self.report.members.append(record)
@@ -262,36 +376,69 @@ class _Scan:
         problems.extend(f"member {name!r} is not listed in the manifest" for name in self.digests if name not in listed)
 
 
+def _write(sink: MemberSink, chunk: bytes) -> None:
+    try:
+        sink.write(chunk)
+    except Exception as exc:
+        raise _Passthrough(exc) from exc
+
+
+def _close(sink: MemberSink) -> None:
+    try:
+        sink.close()
+    except Exception as exc:
+        raise _Passthrough(exc) from exc
+
+
 def scan_bundle(
     stream: Readable,
     *,
     source: str,
     expected_sha256: str | None = None,
     open_member: MemberOpener | None = None,
+    compressed_size: int | None = None,
+    limits: ExpansionLimits = DEFAULT_LIMITS,
 ) -> BundleReport:
     """Check a ``.tar.gz`` stream completely; never raises for bad content, only reports it.
 
     The gzip layer is decoded separately from the tar layer so that its CRC and length trailer are
-    checked too; the raw bytes are hashed to the end even when the archive breaks early. Errors
-    raised by ``open_member``'s files (a full disk) propagate: they say nothing about the bundle.
+    checked too; the raw bytes are hashed to the end even when the archive breaks early. The
+    decompressed bytes are bounded by ``limits`` for a bundle of ``compressed_size`` (unknown: the
+    absolute maximum). Any exception the gzip or tar parser raises is a malformed bundle, reported
+    with its reason: a header is input from another system, and the stdlib parser raises more kinds
+    of error on hostile headers (ValueError, OverflowError, ...) than it documents. Errors of the
+    stream itself and of ``open_member``'s files (a network failure, a full disk) propagate: they
+    say nothing about the bundle.
     """
     report = BundleReport(source=source, expected_sha256=expected_sha256)
-    reader = HashingReader(stream)
-    scan = _Scan(report, open_member)
+    reader = HashingReader(_GuardedSource(stream))
+    allowance = limits.allowance(compressed_size)
+    scan = _Scan(report, open_member, allowance)
     readable = False
     try:
-        with (
-            gzip.GzipFile(fileobj=reader, mode="rb") as decompressed,
-            tarfile.open(fileobj=decompressed, mode="r|", encoding="utf-8") as tar,
-        ):
-            for info in tar:
-                scan.member(tar, info)
-            while decompressed.read(CHUNK_BYTES):  # trailing padding, then the gzip CRC check
-                pass
-        readable = True
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        report.problems.append(f"not a readable .tar.gz: {type(exc).__name__}: {exc}")
-    reader.drain()
+        with gzip.GzipFile(fileobj=reader, mode="rb") as decompressed:
+            limited = _LimitedStream(decompressed, allowance)
+            with tarfile.open(fileobj=cast("IO[bytes]", limited), mode="r|", encoding="utf-8") as tar:
+                for info in tar:
+                    stop = scan.beyond_limit(info)
+                    if stop is not None:
+                        report.problems.append(stop)
+                        break
+                    scan.member(tar, info)
+                else:
+                    while limited.read(CHUNK_BYTES):  # trailing padding, then the gzip CRC check
+                        pass
+                    readable = True
+    except _Passthrough as carried:
+        raise carried.original from None
+    except ExpansionLimitError as exc:
+        report.problems.append(str(exc))
+    except Exception as exc:  # any parser error is a bad bundle: see the docstring
+        report.problems.append(f"not a readable .tar.gz: {type(exc).__name__}: {_short(exc)}")
+    try:
+        reader.drain()
+    except _Passthrough as carried:
+        raise carried.original from None
     report.object_sha256 = reader.hexdigest()
     report.object_size = reader.bytes_read
     if readable:
@@ -302,3 +449,9 @@ def scan_bundle(
             f"whole-object SHA-256 mismatch: expected {expected_sha256}, the bytes hash to {report.object_sha256}",
         )
     return report
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message cut to one readable line (hostile headers can make it huge)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -7,21 +7,36 @@ move the staging directory into place, and only then delete the bundle from Dist
 Restart safety comes from that order. A crash at any point leaves the bundle in Distribution, so the
 next run processes it again (at-least-once); partial files and staging directories are private to
 the consumer and are discarded on start, and an already-extracted copy is replaced, never merged.
-A bundle whose content is wrong is left in Distribution and not retried until its object changes
-(an operator replay writes a new version), so one bad bundle cannot stall the mailbox.
+
+One consumer per target: the consumer holds an exclusive ``flock`` on ``TARGET/.consumer/lock`` for
+its lifetime, and a second one on the same target refuses to start (:class:`ConsumerBusyError`)
+instead of sharing the work paths, which would let one wipe the other's verified extraction. The
+lock dies with the process, so a crash never leaves a stale lock behind.
+
+A bundle whose content is wrong, or that cannot be written to this filesystem for a reason that
+will not go away (a name too long for it, for example), is rejected: left in Distribution, recorded
+in ``TARGET/.consumer/rejected.json`` with its ETag and reasons, reported once, and not retried until
+its object changes (an operator replay writes a new version). The bundles behind it are consumed as
+usual, so one bad bundle cannot stall the mailbox. Errors of the local storage as a whole (disk full,
+permissions, read-only) end the pass instead: every other bundle would fail the same way.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -29,7 +44,9 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from data_aggregator.models import MANIFEST_MEMBER, Manifest, ManifestEntry
-from data_aggregator.ops.bundles import scan_bundle, unsafe_member_reason
+from data_aggregator.naming import sanitize_key
+from data_aggregator.ops.awserrors import is_configuration_error
+from data_aggregator.ops.bundles import DEFAULT_LIMITS, ExpansionLimits, scan_bundle, unsafe_member_reason
 from data_aggregator.ops.extract import SafeExtractor
 from data_aggregator.ops.hashing import HashingReader, hex_to_b64
 from data_aggregator.ops.verify import BUNDLE_SUFFIX, expected_digest_problem
@@ -42,6 +59,23 @@ log = logging.getLogger(__name__)
 STATE_DIR = ".consumer"
 _BUNDLE_PATH = re.compile(r"(?:^|/)(\d{4}/\d{2}/\d{2}/\d{2}/[^/]+)\.tar\.gz$")
 MAX_METADATA_VALUE = 1024
+LOCK_FILE = "lock"
+REJECTED_FILE = "rejected.json"
+FORWARD_ATTEMPTS = 5
+
+# A bundle that hits one of these while it is written out would hit it again on every retry.
+PERMANENT_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EINVAL, errno.EILSEQ, errno.ELOOP}
+    | {errno.EMLINK, errno.EFBIG}
+)
+
+
+class ConsumerBusyError(Exception):
+    """Another consumer holds the target directory; this one must not start."""
+
+
+class LocalStorageError(Exception):
+    """The target's filesystem fails as a whole (full, read-only, no permission): stop this pass."""
 
 
 class BundleRejectedError(Exception):
@@ -65,6 +99,7 @@ class ConsumedBundle:
     files: tuple[ManifestEntry, ...]
     first_seen: float
     forwarded: int
+    kept_newer: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,40 +119,130 @@ class PollResult:
     rejected: list[RejectedBundle] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     skipped: int = 0
+    still_rejected: list[str] = field(default_factory=list)
+
+
+def _order_stamp(text: str | None) -> str:
+    """A fixed-width UTC form of an ISO-8601 time that sorts as the time does ('' when unknown)."""
+    if not text:
+        return ""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return ""
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class VersionOrder:
+    """Which of two copies of one source key is newer: the S3 event time, then the bundle's creation.
+
+    Stored on every forwarded object as metadata, so that the decision survives restarts and holds
+    across consumers. A copy without an event time sorts oldest.
+    """
+
+    event_time: str
+    bundle_created_at: str
+
+    @classmethod
+    def of(cls, entry: ManifestEntry, manifest: Manifest) -> VersionOrder:
+        return cls(_order_stamp(entry.event_time), _order_stamp(manifest.created_at))
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str]) -> VersionOrder | None:
+        if "source-event-time" not in metadata:
+            return None  # not written by a consumer: nothing to protect
+        return cls(metadata["source-event-time"], metadata.get("bundle-created-at", ""))
 
 
 class BundleForwarder:
     """Uploads extracted files to an S3-compatible store (for example MinIO) before the bundle is deleted.
 
-    Objects are named ``prefix + member`` (the safe relative name, which every S3-compatible server
-    accepts) and carry their SHA-256 as ``ChecksumSHA256`` so that the receiving store checks them.
+    One object per source key: ``prefix + name``, where ``name`` is the key itself when it is a safe
+    relative path and its sanitized form otherwise (never the member name, which may carry a tag that
+    tells two versions apart inside one bundle). The newest version wins: every object records its
+    source event time and bundle creation time, an older version never replaces a newer one (it is
+    counted as ``kept_newer``), and the replacement is a conditional write (``If-Match`` on the ETag
+    that was checked, ``If-None-Match: *`` when there was none) so that two consumers racing cannot
+    undo each other's decision. Each object carries its SHA-256 as ``ChecksumSHA256`` so that the
+    receiving store checks it. The store must support conditional writes (S3 and MinIO do).
     """
 
     def __init__(self, s3: S3Client, bucket: str, prefix: str = "") -> None:
         self._s3 = s3
         self.bucket = bucket
         self.prefix = prefix
+        self.kept_newer = 0
+
+    def object_key(self, entry: ManifestEntry) -> str:
+        """Where one source key's newest version lives in the store."""
+        return self.prefix + sanitize_key(entry.key)
 
     def forward(self, manifest: Manifest, directory: Path) -> int:
-        """Upload every file of one extracted bundle; raises on the first failure."""
+        """Upload every file of one extracted bundle unless a newer version is there; raises on failure."""
+        uploaded = 0
         for entry in manifest.files:
-            metadata = {
-                "bundle-id": manifest.bundle_id,
-                "content-sha256": entry.sha256,
-                "source-bucket": entry.bucket,
-            }
-            source_key = quote(entry.key, safe="/")
-            if len(source_key) <= MAX_METADATA_VALUE:
-                metadata["source-key"] = source_key
-            with (directory / entry.member).open("rb") as body:
-                self._s3.put_object(
-                    Bucket=self.bucket,
-                    Key=self.prefix + entry.member,
-                    Body=body,
-                    ChecksumSHA256=hex_to_b64(entry.sha256),
-                    Metadata=metadata,
-                )
-        return len(manifest.files)
+            if self._forward_one(manifest, entry, directory / entry.member):
+                uploaded += 1
+            else:
+                self.kept_newer += 1
+        return uploaded
+
+    def _forward_one(self, manifest: Manifest, entry: ManifestEntry, path: Path) -> bool:
+        key = self.object_key(entry)
+        ours = VersionOrder.of(entry, manifest)
+        metadata = {
+            "bundle-id": manifest.bundle_id,
+            "content-sha256": entry.sha256,
+            "source-bucket": entry.bucket,
+            "source-event-time": ours.event_time,
+            "bundle-created-at": ours.bundle_created_at,
+        }
+        source_key = quote(entry.key, safe="/")
+        if len(source_key) <= MAX_METADATA_VALUE:
+            metadata["source-key"] = source_key
+        for _ in range(FORWARD_ATTEMPTS):
+            current = self._current(key)
+            condition: dict[str, str] = {"IfNoneMatch": "*"}
+            if current is not None:
+                etag, theirs = current
+                if theirs is not None and theirs >= ours:
+                    log.info("kept the newer copy of %s in the store", key)
+                    return False
+                condition = {"IfMatch": etag}
+            try:
+                with path.open("rb") as body:
+                    self._s3.put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=body,
+                        ChecksumSHA256=hex_to_b64(entry.sha256),
+                        Metadata=metadata,
+                        **condition,  # type: ignore[arg-type]
+                    )
+            except ClientError as exc:
+                if _error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                    continue  # someone wrote the key since we looked: decide again
+                raise
+            return True
+        raise ClientError(
+            {"Error": {"Code": "ConditionalRequestConflict", "Message": f"{key} kept changing while forwarded"}},
+            "PutObject",
+        )
+
+    def _current(self, key: str) -> tuple[str, VersionOrder | None] | None:
+        try:
+            head = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return head["ETag"], VersionOrder.from_metadata(dict(head.get("Metadata", {})))
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _token(key: str) -> str:
@@ -133,7 +258,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Consumer:
-    """Polls one Distribution bucket (under a prefix) and consumes its bundles into ``target``."""
+    """Polls one Distribution bucket (under a prefix) and consumes its bundles into ``target``.
+
+    Construction takes the target's lock (raising :class:`ConsumerBusyError` when another consumer
+    holds it); :meth:`close`, the end of a ``with`` block or the object's collection releases it.
+    """
 
     def __init__(
         self,
@@ -146,6 +275,7 @@ class Consumer:
         durable: bool = True,
         on_consumed: Callable[[ConsumedBundle], None] | None = None,
         clock: Callable[[], float] = time.time,
+        limits: ExpansionLimits = DEFAULT_LIMITS,
     ) -> None:
         self._s3 = s3
         self.bucket = bucket
@@ -154,11 +284,62 @@ class Consumer:
         self.forwarder = forwarder
         self.durable = durable
         self.on_consumed = on_consumed
+        self.limits = limits
         self._clock = clock
         self._state = target / STATE_DIR
         self._first_seen: dict[str, float] = {}
-        self._rejected: dict[str, str] = {}  # key -> ETag of the object that failed
+        self._state.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = self._take_lock()
+        self._release = weakref.finalize(self, os.close, self._lock_fd)
+        self._rejected: dict[str, dict[str, object]] = self._load_rejected()
         self.recover()
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the target's lock; the consumer must not be used afterwards."""
+        self._release()
+
+    def _take_lock(self) -> int:
+        """An exclusive, non-blocking flock on the target; the file names the holder for the error message."""
+        fd = os.open(self._state / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConsumerBusyError(
+                f"another consumer (pid {holder}) is using {self.target}; one consumer per target directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        return fd
+
+    def _load_rejected(self) -> dict[str, dict[str, object]]:
+        path = self._state / REJECTED_FILE
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s: %s", path, exc)
+            return {}
+        return {str(k): v for k, v in loaded.items() if isinstance(v, dict)} if isinstance(loaded, dict) else {}
+
+    def _save_rejected(self) -> None:
+        path = self._state / REJECTED_FILE
+        partial = path.with_name(path.name + ".part")
+        partial.write_text(json.dumps(self._rejected, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        partial.replace(path)
+
+    @property
+    def rejected(self) -> dict[str, dict[str, object]]:
+        """Bundles left in Distribution because they failed: key -> ETag, reasons and time."""
+        return dict(self._rejected)
 
     def recover(self) -> None:
         """Discard partial downloads and half-built extractions left by a crash; they will be redone."""
@@ -195,33 +376,58 @@ class Consumer:
         try:
             pending = self.pending()
         except (ClientError, BotoCoreError) as exc:
+            if is_configuration_error(exc):
+                raise  # retrying cannot fix credentials: the command line reports it (exit 2)
             result.errors.append(f"listing s3://{self.bucket}/{self.prefix} failed: {exc}")
             log.warning("listing failed: %s", exc)
             return result
+        self._forget_gone({key for key, _ in pending})
         for key, etag in pending:
             if max_bundles is not None and len(result.consumed) >= max_bundles:
                 break
-            if self._rejected.get(key) == etag:
+            if self._rejected.get(key, {}).get("etag") == etag:
                 result.skipped += 1
+                result.still_rejected.append(key)
                 continue
             try:
                 consumed = self.consume(key, etag)
             except BundleRejectedError as exc:
-                self._rejected[key] = etag
-                result.rejected.append(RejectedBundle(key, etag, tuple(exc.problems)))
+                self._reject(key, etag, exc.problems, result)
                 continue
+            except LocalStorageError as exc:
+                result.errors.append(f"{key}: {exc}")
+                log.warning("local storage failed, ending this pass: %s", str(exc))
+                break
             except (ClientError, BotoCoreError, OSError) as exc:
                 result.errors.append(f"{key}: {exc}")
-                log.warning("bundle %s not consumed this time: %s", key, exc)
+                log.warning("bundle %s not consumed this time: %s", key, str(exc))
                 continue
             if consumed is None:
                 continue
             result.consumed.append(consumed)
             if self.on_consumed is not None:
                 self.on_consumed(consumed)
-        for rejected in result.rejected:
-            log.error("bundle %s rejected, left in Distribution: %s", rejected.key, "; ".join(rejected.problems))
         return result
+
+    def _reject(self, key: str, etag: str, problems: list[str], result: PollResult) -> None:
+        """Remember (on disk) and report a rejection once; its object is not read again until it changes."""
+        self._rejected[key] = {"etag": etag, "problems": problems, "rejected_at": self._clock()}
+        try:
+            self._save_rejected()
+        except OSError as exc:  # the memory in this process still holds it
+            log.warning("could not record the rejection of %s: %s", key, exc)
+        result.rejected.append(RejectedBundle(key, etag, tuple(problems)))
+        log.info("bundle %s rejected, left in Distribution: %s", key, "; ".join(problems))
+
+    def _forget_gone(self, listed: set[str]) -> None:
+        gone = [key for key in self._rejected if key not in listed and key.startswith(self.prefix)]
+        if gone:
+            for key in gone:
+                del self._rejected[key]
+            try:
+                self._save_rejected()
+            except OSError as exc:
+                log.warning("could not update %s: %s", REJECTED_FILE, exc)
 
     def run(
         self,
@@ -241,6 +447,7 @@ class Consumer:
             totals.rejected.extend(result.rejected)
             totals.errors.extend(result.errors)
             totals.skipped += result.skipped
+            totals.still_rejected = result.still_rejected
             if on_poll is not None:
                 on_poll(result)
             if once or (remaining is not None and len(result.consumed) >= remaining):
@@ -249,7 +456,21 @@ class Consumer:
         return totals
 
     def consume(self, key: str, etag: str) -> ConsumedBundle | None:
-        """Process one bundle end to end; None when it vanished before we read it."""
+        """Process one bundle end to end; None when it vanished before we read it.
+
+        Raises :class:`BundleRejectedError` for a bad bundle or one this filesystem cannot hold,
+        :class:`LocalStorageError` when the filesystem itself fails, S3 errors as they come.
+        """
+        try:
+            return self._consume(key, etag)
+        except OSError as exc:
+            if exc.errno in PERMANENT_ERRNOS:
+                raise BundleRejectedError(key, [f"cannot be written under {self.target}: {exc}"]) from exc
+            if isinstance(exc, (ClientError, BotoCoreError)):  # pragma: no cover - botocore errors are not OSError
+                raise
+            raise LocalStorageError(str(exc)) from exc
+
+    def _consume(self, key: str, etag: str) -> ConsumedBundle | None:
         token = _token(key)
         part = self._state / "incoming" / f"{token}.tar.gz.part"
         staging = self._state / "staging" / token
@@ -285,13 +506,19 @@ class Consumer:
                     source=f"s3://{self.bucket}/{key}",
                     expected_sha256=expected,
                     open_member=extractor,
+                    compressed_size=reader.bytes_read,
+                    limits=self.limits,
                 )
             if not report.ok or report.manifest is None:
                 raise BundleRejectedError(key, report.problems or ["no manifest"])
             manifest = report.manifest
             (staging / MANIFEST_MEMBER).write_bytes(manifest.to_bytes())
 
-            forwarded = self.forwarder.forward(manifest, staging) if self.forwarder is not None else 0
+            forwarded, kept_newer = 0, 0
+            if self.forwarder is not None:
+                before = self.forwarder.kept_newer
+                forwarded = self.forwarder.forward(manifest, staging)
+                kept_newer = self.forwarder.kept_newer - before
             directory = self.bundle_directory(key)
             self._publish(staging, directory)
             self._s3.delete_object(Bucket=self.bucket, Key=key)
@@ -305,6 +532,7 @@ class Consumer:
                 files=tuple(manifest.files),
                 first_seen=self._first_seen.pop(key, self._clock()),
                 forwarded=forwarded,
+                kept_newer=kept_newer,
             )
         finally:
             part.unlink(missing_ok=True)

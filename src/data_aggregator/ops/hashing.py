@@ -16,7 +16,7 @@ from typing import IO, Protocol
 
 CHUNK_BYTES = 1024 * 1024
 CONTENT_SHA256_METADATA = "content-sha256"
-_HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 class Readable(Protocol):
@@ -85,8 +85,13 @@ def sha256_of_stream(source: Readable) -> tuple[str, int]:
 
 
 def is_hex_sha256(value: str) -> bool:
-    """True for 64 lowercase hex digits, the only form the contract allows in ``content-sha256``."""
-    return bool(_HEX_SHA256.match(value))
+    """True for 64 hex digits in either case (an operator pasting ``SHA256SUM`` output is not wrong)."""
+    return bool(_HEX_SHA256.fullmatch(value))
+
+
+def normalize_sha256(value: str | None) -> str | None:
+    """The lowercase form of a hex SHA-256 in either case; None for anything else."""
+    return value.lower() if value is not None and is_hex_sha256(value) else None
 
 
 def hex_to_b64(hex_digest: str) -> str:

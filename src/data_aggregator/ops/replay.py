@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA, is_hex_sha256, sha256_of_stream
+from data_aggregator.ops.awserrors import error_code, is_configuration_error
+from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA, normalize_sha256, sha256_of_stream
 from data_aggregator.ops.verify import BUNDLE_SUFFIX
 
 if TYPE_CHECKING:
@@ -177,30 +178,61 @@ class Replayer:
         until: datetime | None = None,
         bundle_prefix: str = "bundles/",
     ) -> list[str]:
-        """Bundle keys to replay: explicit keys, everything under a prefix, or an hour range.
+        """Bundle keys to replay; how the selectors combine (the README and ``--help`` say the same):
 
-        A time range selects bundles filed in an hour that overlaps ``[since, until)``; listing starts
-        at the first such hour (keys sort by time), so a narrow range over a large archive is cheap.
+        - ``keys`` name exact bundles and stand alone: combined with any other selector is an error,
+          because "these bundles and also those" is never what an operator who names keys means;
+        - ``prefix``, ``since`` and ``until`` are filters and intersect: a bundle is selected when its
+          key is under ``prefix`` (default: ``bundle_prefix``) **and** it is filed in an hour that
+          overlaps ``[since, until)``. Keys that are not ``.tar.gz`` or carry no hour are skipped
+          by a time filter.
+
+        Under the bundle prefix keys sort by time, so listing starts at the first hour of interest
+        and stops after the last: a narrow range over a large archive stays cheap.
         """
-        selected = list(dict.fromkeys(keys))
-        if prefix is not None:
-            selected.extend(key for key in self._list(prefix) if key.endswith(BUNDLE_SUFFIX))
-        if since is not None or until is not None:
-            if since is not None and until is not None and since >= until:
-                raise ValueError("--since must be earlier than --until")
-            start_after = None
-            if since is not None:
-                first = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-                start_after = f"{bundle_prefix}{first:%Y/%m/%d/%H}/~"
-            for key in self._list(bundle_prefix, start_after=start_after):
-                hour = hour_of_key(key)
-                if hour is None or not key.endswith(BUNDLE_SUFFIX):
-                    continue
-                if until is not None and hour >= until:
+        if keys and (prefix is not None or since is not None or until is not None):
+            raise ValueError("--key names exact bundles; it cannot be combined with --prefix, --since or --until")
+        if keys:
+            return list(dict.fromkeys(keys))
+        if since is not None and until is not None and since >= until:
+            raise ValueError("--since must be earlier than --until")
+        root = prefix if prefix is not None else bundle_prefix
+        time_ordered = root.startswith(bundle_prefix) or bundle_prefix.startswith(root)
+        start_after = None
+        if since is not None and time_ordered:
+            first = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+            start_after = f"{bundle_prefix}{first:%Y/%m/%d/%H}/~"
+        timed = since is not None or until is not None
+        selected: list[str] = []
+        for key in self._list(root, start_after=start_after):
+            if not key.endswith(BUNDLE_SUFFIX):
+                continue
+            if not timed:
+                selected.append(key)
+                continue
+            hour = hour_of_key(key)
+            if hour is None:
+                continue
+            if until is not None and hour >= until:
+                if time_ordered and key.startswith(bundle_prefix):
                     break
-                if since is None or hour + timedelta(hours=1) > since:
-                    selected.append(key)
+                continue
+            if since is None or hour + timedelta(hours=1) > since:
+                selected.append(key)
         return list(dict.fromkeys(selected))
+
+    def missing(self, keys: Iterable[str]) -> list[str]:
+        """The keys that are not in the archive bucket (an operator's typo, found before any work)."""
+        absent = []
+        for key in keys:
+            try:
+                self._s3.head_object(Bucket=self.archive, Key=key)
+            except ClientError as exc:
+                if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                    absent.append(key)
+                    continue
+                raise
+        return absent
 
     def _list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
         paginator = self._s3.get_paginator("list_objects_v2")
@@ -246,11 +278,13 @@ class Replayer:
         """One step for one bundle; S3 errors become a FAILED outcome naming the error."""
         try:
             return self._replay_one(key)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
+            if is_configuration_error(exc):
+                raise  # every bundle would fail alike: the command line reports it once (exit 2)
+            if isinstance(exc, BotoCoreError):
+                return Outcome(key, Action.FAILED, detail=str(exc))
             code = exc.response.get("Error", {}).get("Code", "error")
             return Outcome(key, Action.FAILED, detail=f"{code}: {exc}")
-        except BotoCoreError as exc:
-            return Outcome(key, Action.FAILED, detail=str(exc))
 
     def _replay_one(self, key: str) -> Outcome:
         bundle = self._head_archive(key)
@@ -284,13 +318,13 @@ class Replayer:
             storage_class=head.get("StorageClass", "STANDARD"),
             size=head.get("ContentLength", 0),
             version_id=head.get("VersionId"),
-            sha256=metadata.get(CONTENT_SHA256_METADATA, ""),
+            sha256=normalize_sha256(metadata.get(CONTENT_SHA256_METADATA)) or "",
             content_type=head.get("ContentType", "application/gzip"),
             metadata=metadata,
             restore=head.get("Restore"),
             archive_status=head.get("ArchiveStatus"),
         )
-        if not is_hex_sha256(bundle.sha256):
+        if not bundle.sha256:
             return bundle.outcome(Action.FAILED, f"archive copy has no valid {CONTENT_SHA256_METADATA}")
         return bundle
 
@@ -301,7 +335,8 @@ class Replayer:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
-        return head.get("Metadata", {}).get(CONTENT_SHA256_METADATA, "")
+        value = head.get("Metadata", {}).get(CONTENT_SHA256_METADATA, "")
+        return normalize_sha256(value) or value
 
     def _request_restore(self, bundle: _ArchivedBundle) -> Outcome:
         if bundle.storage_class == "DEEP_ARCHIVE" and self.tier == "Expedited":
@@ -381,13 +416,17 @@ class Replayer:
             actual, _ = sha256_of_stream(response["Body"])
         finally:
             response["Body"].close()
-        copied_digest = response.get("Metadata", {}).get(CONTENT_SHA256_METADATA)
+        copied_digest = normalize_sha256(response.get("Metadata", {}).get(CONTENT_SHA256_METADATA))
         if actual == bundle.sha256 and copied_digest == bundle.sha256:
             return bundle.outcome(
                 Action.COPIED, "sha256 verified" + (", replaced a different object" if replacing else "")
             )
-        if version_id:  # never leave a bad copy for the consumer
+        # Never leave a bad copy for the consumer: delete that version, or, in a bucket without
+        # versioning (no version id), the key itself, which holds nothing but the bad copy now.
+        if version_id:
             self._s3.delete_object(Bucket=self.distribution, Key=bundle.key, VersionId=version_id)
+        else:
+            self._s3.delete_object(Bucket=self.distribution, Key=bundle.key)
         return bundle.outcome(
             Action.FAILED,
             f"copy verification failed: bytes {actual}, metadata {copied_digest}, archive {bundle.sha256}",

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from data_aggregator.ops.bundles import BundleReport, scan_bundle
-from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA, b64_to_hex, is_hex_sha256
+from data_aggregator.ops.awserrors import is_configuration_error
+from data_aggregator.ops.bundles import DEFAULT_LIMITS, BundleReport, ExpansionLimits, scan_bundle
+from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA, b64_to_hex, normalize_sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,12 +30,20 @@ def expected_digest_problem(metadata: dict[str, str]) -> tuple[str | None, str |
     value = metadata.get(CONTENT_SHA256_METADATA)
     if value is None:
         return None, f"no '{CONTENT_SHA256_METADATA}' metadata on the object"
-    if not is_hex_sha256(value):
-        return None, f"'{CONTENT_SHA256_METADATA}' metadata is not 64 lowercase hex digits: {value!r}"
-    return value, None
+    digest = normalize_sha256(value)
+    if digest is None:
+        return None, f"'{CONTENT_SHA256_METADATA}' metadata is not 64 hex digits: {value!r}"
+    return digest, None
 
 
-def verify_s3_bundle(s3: S3Client, bucket: str, key: str, version_id: str | None = None) -> BundleReport:
+def verify_s3_bundle(
+    s3: S3Client,
+    bucket: str,
+    key: str,
+    version_id: str | None = None,
+    *,
+    limits: ExpansionLimits = DEFAULT_LIMITS,
+) -> BundleReport:
     """Download (streaming) and check one bundle; a read failure is reported, not raised."""
     source = f"s3://{bucket}/{key}" + (f"?versionId={version_id}" if version_id else "")
     request = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
@@ -42,15 +51,23 @@ def verify_s3_bundle(s3: S3Client, bucket: str, key: str, version_id: str | None
         request["VersionId"] = version_id
     try:
         response = s3.get_object(**request)  # type: ignore[arg-type]
-    except ClientError as exc:
+    except (ClientError, BotoCoreError) as exc:
+        if is_configuration_error(exc):
+            raise  # not this bundle's fault: the command line reports it as configuration (exit 2)
+        if isinstance(exc, BotoCoreError):
+            return BundleReport(source=source, problems=[f"cannot read the object: {exc}"])
         code = exc.response.get("Error", {}).get("Code", "error")
         return BundleReport(source=source, problems=[f"cannot read the object: {code}: {exc}"])
-    except BotoCoreError as exc:
-        return BundleReport(source=source, problems=[f"cannot read the object: {exc}"])
 
     expected, metadata_problem = expected_digest_problem(response.get("Metadata", {}))
     try:
-        report = scan_bundle(response["Body"], source=source, expected_sha256=expected)
+        report = scan_bundle(
+            response["Body"],
+            source=source,
+            expected_sha256=expected,
+            compressed_size=response.get("ContentLength"),
+            limits=limits,
+        )
     except (ClientError, BotoCoreError) as exc:
         return BundleReport(source=source, problems=[f"download broke off: {exc}"])
     finally:
@@ -100,20 +117,32 @@ def read_sidecar_digest(path: Path) -> str | None:
     if not sidecar.is_file():
         return None
     text = sidecar.read_text(encoding="utf-8").split()
-    if not text or not is_hex_sha256(text[0].lower()):
+    digest = normalize_sha256(text[0]) if text else None
+    if digest is None:
         raise ValueError(f"{sidecar}: does not start with a hex SHA-256")
-    return text[0].lower()
+    return digest
 
 
-def verify_local_bundle(path: Path, expected_sha256: str | None = None) -> BundleReport:
-    """Check a bundle file; the expected digest comes from the caller or a ``.sha256`` sidecar."""
-    if expected_sha256 is not None and not is_hex_sha256(expected_sha256):
-        raise ValueError(f"expected SHA-256 must be 64 lowercase hex digits, got {expected_sha256!r}")
+def verify_local_bundle(
+    path: Path, expected_sha256: str | None = None, *, limits: ExpansionLimits = DEFAULT_LIMITS
+) -> BundleReport:
+    """Check a bundle file; the expected digest comes from the caller or a ``.sha256`` sidecar.
+
+    A directory is a usage mistake (``ValueError``), not a bad bundle: the operator meant the
+    files inside it.
+    """
+    given = normalize_sha256(expected_sha256)
+    if expected_sha256 is not None and given is None:
+        raise ValueError(f"expected SHA-256 must be 64 hex digits, got {expected_sha256!r}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory: give the bundle files in it (for example {path}/*.tar.gz)")
     if not path.is_file():
         return BundleReport(source=str(path), problems=["no such file"])
-    expected = expected_sha256 or read_sidecar_digest(path)
+    expected = given or read_sidecar_digest(path)
     with path.open("rb") as handle:
-        report = scan_bundle(handle, source=str(path), expected_sha256=expected)
+        report = scan_bundle(
+            handle, source=str(path), expected_sha256=expected, compressed_size=path.stat().st_size, limits=limits
+        )
     if expected is None:
         report.notes.append("whole-object SHA-256 not checked: pass --sha256 or provide a .sha256 file")
     return report

@@ -296,6 +296,45 @@ class _Run:
 
 
 HandlerFactory = Callable[[Clients, Environment], Handler]
+AfterRun = Callable[["DemoReport", Emulator, Environment], None]
+
+
+def release_emulator_bookkeeping() -> None:
+    """Drop moto's list of every model object it ever created (kept for its dashboard only).
+
+    moto tracks each instance of its models, and a DynamoDB TransactWriteItems deep-copies the whole
+    table (to roll back on failure): every claim batch therefore left a full copy of the claims table
+    alive, so memory grew with files x claims. The demo's in-process emulator needs none of these
+    references; the live objects stay reachable through their backends.
+    """
+    try:
+        from moto.core.model_instances import reset_model_data  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - the demo extra is what runs the emulator in-process
+        return
+    reset_model_data()
+
+
+def operator_instructions(emulator: Emulator, environment: Environment, workdir: Path | None) -> str:
+    """How to point a second shell at a kept demo, with commands that work as written there."""
+    names = environment.names
+    listed = emulator.clients().s3.list_objects_v2(Bucket=names.archive, MaxKeys=1).get("Contents", [])
+    sample = listed[0]["Key"] if listed else "bundles/<KEY>.tar.gz"
+    exports = "\n".join(f"export {name}={value}" for name, value in sorted(emulator.environment().items()))
+    target = (workdir / "consumed-again") if workdir is not None else Path("consumed-again")
+    return f"""
+The emulator keeps running (Ctrl-C stops it). In another shell:
+
+{exports}
+export ARCHIVE_BUCKET_NAME={names.archive}
+export DISTRIBUTION_BUCKET_NAME={names.distribution}
+export DLQ_URL={environment.dlq_url}
+
+data-aggregator dlq list                          # the injected poison messages, decoded
+data-aggregator verify s3://{names.archive}/{sample}
+data-aggregator replay --prefix bundles/ --dry-run  # every archived bundle; drop --dry-run to copy
+data-aggregator replay --key {sample}
+data-aggregator consume --once --target {target}
+"""
 
 
 def run_demo(
@@ -304,44 +343,84 @@ def run_demo(
     make_handler: HandlerFactory | None = None,
     emulator: Emulator | None = None,
     status: TextIO | None = None,
+    after: AfterRun | None = None,
 ) -> DemoReport:
     """Run the whole pipeline once and return the verdict (the caller prints it).
 
     ``make_handler`` replaces the real Lambda handler (tests of the sandbox itself use a stand-in);
-    ``emulator`` reuses a running emulator (give each run its own ``environment_name`` then).
+    ``emulator`` reuses a running emulator (give each run its own ``environment_name`` then);
+    ``after`` runs once the verdict is in, while the emulator and its buckets and queues are still
+    up (``demo --keep`` uses it to leave them to the operator commands).
     """
     started = time.monotonic()
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="data-aggregator-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
-        if emulator is None:
-            emulator = stack.enter_context(Emulator())
-        handler_log = stack.enter_context((workdir / "handler.log").open("w", encoding="utf-8"))
-        clients = emulator.clients()
-        environment = provision(
-            clients,
-            ResourceNames.for_environment(options.environment_name),
-            QueueSettings(visibility_timeout=options.visibility_timeout, max_receive_count=options.max_receive_count),
-            region=emulator.region,
+    try:
+        report = _run_in(
+            options, workdir, started, make_handler=make_handler, emulator=emulator, status=status, after=after
         )
-        stack.enter_context(patched_environ(handler_settings(environment, options, emulator)))
-        stack.enter_context(handler_output_to(handler_log))
-        handler = make_handler(clients, environment) if make_handler else load_handler()
-        stack.enter_context(handler_loggers_routed())
-        report = _drive(
-            options=options,
-            clients=clients,
-            environment=environment,
-            workdir=workdir,
-            handler=handler,
-            status_stream=status or sys.stderr,
-            started=started,
-        )
+    except KeyboardInterrupt:
+        # Everything started has been stopped on the way out; what is left is the work directory.
+        if options.workdir is None and not options.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise DemoInterruptedError(None) from None
+        raise DemoInterruptedError(workdir) from None
     report.workdir = workdir
     if report.ok and not options.keep_workdir and options.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
         report.workdir = None
     return report
+
+
+class DemoInterruptedError(Exception):
+    """The demo was interrupted (Ctrl-C); ``workdir`` is where its files were kept, None when removed."""
+
+    def __init__(self, workdir: Path | None) -> None:
+        super().__init__("interrupted")
+        self.workdir = workdir
+
+
+def _run_in(
+    options: DemoOptions,
+    workdir: Path,
+    started: float,
+    *,
+    make_handler: HandlerFactory | None,
+    emulator: Emulator | None,
+    status: TextIO | None,
+    after: AfterRun | None = None,
+) -> DemoReport:
+    with ExitStack() as outer:
+        if emulator is None:
+            emulator = outer.enter_context(Emulator())
+        with ExitStack() as stack:  # the handler's environment and output routing: this run only
+            handler_log = stack.enter_context((workdir / "handler.log").open("w", encoding="utf-8"))
+            clients = emulator.clients()
+            environment = provision(
+                clients,
+                ResourceNames.for_environment(options.environment_name),
+                QueueSettings(
+                    visibility_timeout=options.visibility_timeout, max_receive_count=options.max_receive_count
+                ),
+                region=emulator.region,
+            )
+            stack.enter_context(patched_environ(handler_settings(environment, options, emulator)))
+            stack.enter_context(handler_output_to(handler_log))
+            handler = make_handler(clients, environment) if make_handler else load_handler()
+            stack.enter_context(handler_loggers_routed())
+            report = _drive(
+                options=options,
+                clients=clients,
+                environment=environment,
+                workdir=workdir,
+                handler=handler,
+                status_stream=status or sys.stderr,
+                started=started,
+            )
+        report.workdir = workdir
+        if after is not None:  # the emulator is still up; stdout is the caller's again
+            after(report, emulator, environment)
+        return report
 
 
 def _drive(
@@ -377,14 +456,48 @@ def _drive(
     )
     planned = str(uploader.planned) if uploader.planned is not None else "?"
     line = StatusLine(status_stream)
-    upload_thread = threading.Thread(target=uploader.run, name="uploader-schedule", daemon=True)
+    upload_stop = threading.Event()
+    upload_thread = threading.Thread(target=uploader.run, args=(upload_stop,), name="uploader-schedule", daemon=True)
 
     consumer.start()
     esm.start(options.pollers)
+    try:
+        return _drive_started(
+            options=options,
+            run=run,
+            esm=esm,
+            consumer=consumer,
+            uploader=uploader,
+            upload_thread=upload_thread,
+            line=line,
+            planned=planned,
+            started=started,
+        )
+    except BaseException:  # Ctrl-C: stop every thread while the emulator still runs, then re-raise
+        upload_stop.set()
+        esm.stop()
+        consumer.stop()
+        raise
+
+
+def _drive_started(
+    *,
+    options: DemoOptions,
+    run: _Run,
+    esm: EventSourceMapping,
+    consumer: ConsumerLoop,
+    uploader: SyntheticUploader,
+    upload_thread: threading.Thread,
+    line: StatusLine,
+    planned: str,
+    started: float,
+) -> DemoReport:
+    clients, environment = run.clients, run.environment
     poison = run.send_poison()
     upload_thread.start()
     while upload_thread.is_alive():
         line.update(run.status(started, uploader, esm, planned))
+        release_emulator_bookkeeping()
         upload_thread.join(0.5)
     uploads = list(uploader.uploaded)
     duplicates = run.send_duplicates(uploads)
@@ -396,6 +509,7 @@ def _drive(
         if run.drained(uploads, poison):
             drained = True
             break
+        release_emulator_bookkeeping()
         time.sleep(0.2)
     esm.stop()
     consumer.stop()

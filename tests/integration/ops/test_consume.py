@@ -26,6 +26,11 @@ def tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
+def delivered(root: Path) -> set[str]:
+    """Files outside the consumer's own state directory (its lock and rejection record)."""
+    return {name for name in tree(root) if STATE_DIR not in name.split("/")}
+
+
 def test_bundles_are_extracted_then_deleted(clients: Clients, buckets: Buckets, tmp_path: Path) -> None:
     files_a = [*sample_files(2), SourceFile("odd//key", b"odd", member="odd/key")]
     files_b = [SourceFile("ünï/x.json", b"{}")]
@@ -56,7 +61,7 @@ def test_bundles_are_extracted_then_deleted(clients: Clients, buckets: Buckets, 
         "odd//key",
     ]
     assert (first / "manifest.json").is_file()
-    assert tree(tmp_path / STATE_DIR) == set()
+    assert tree(tmp_path / STATE_DIR) == {"lock"}
 
 
 def test_corrupt_bundle_is_left_in_place_and_not_retried_until_replaced(
@@ -74,7 +79,7 @@ def test_corrupt_bundle_is_left_in_place_and_not_retried_until_replaced(
     assert [r.key for r in first.rejected] == [key]
     assert "downloaded bytes hash to" in first.rejected[0].problems[0]
     assert keys_in(clients, buckets.distribution) == [key]
-    assert tree(tmp_path) == set()
+    assert delivered(tmp_path) == set()
 
     second = consumer.poll_once()
     assert (second.skipped, second.rejected) == (1, [])
@@ -112,7 +117,7 @@ def test_path_traversal_bundle_is_refused_and_nothing_escapes(
     assert "'../../escaped': unsafe name" in problems
     assert "'/abs/escaped': unsafe name" in problems
     assert "'link': symbolic link" in problems
-    assert tree(tmp_path) == set()  # not even the one good file: a rejected bundle leaves nothing
+    assert delivered(tmp_path) == set()  # not even the one good file: a rejected bundle leaves nothing
     assert keys_in(clients, buckets.distribution) == [key]
 
 
@@ -137,7 +142,8 @@ def test_restart_after_failure_before_delete_reprocesses_without_duplicates(
     put_bundle(private_clients.s3, buckets.distribution, key, build_bundle(files, "b-restart"))
     FailingDeletes(private_clients, times=1)
 
-    crashed = Consumer(private_clients.s3, buckets.distribution, tmp_path, durable=False).poll_once()
+    with Consumer(private_clients.s3, buckets.distribution, tmp_path, durable=False) as first_run:
+        crashed = first_run.poll_once()  # the process then dies, which releases its lock
     assert crashed.consumed == []
     assert "simulated" in crashed.errors[0]
     assert keys_in(private_clients, buckets.distribution) == [key]  # at-least-once: still there
@@ -148,7 +154,7 @@ def test_restart_after_failure_before_delete_reprocesses_without_duplicates(
     (tmp_path / STATE_DIR / "incoming" / "x.tar.gz.part").write_bytes(b"partial")
 
     restarted = Consumer(private_clients.s3, buckets.distribution, tmp_path, durable=False)
-    assert tree(tmp_path / STATE_DIR) == set()  # leftovers of the crash are discarded on start
+    assert tree(tmp_path / STATE_DIR) == {"lock"}  # leftovers of the crash are discarded on start
     result = restarted.poll_once()
 
     assert [b.key for b in result.consumed] == [key]

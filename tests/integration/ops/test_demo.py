@@ -7,10 +7,17 @@ DLQ accounting) independently of the production handler, which has its own demo 
 from __future__ import annotations
 
 import io
+import shlex
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
-from data_aggregator.sandbox.demo import DemoOptions, run_demo
+import pytest
+
+from data_aggregator.cli import main
+from data_aggregator.sandbox import demo as demo_module
+from data_aggregator.sandbox.demo import DemoInterruptedError, DemoOptions, operator_instructions, run_demo
 from data_aggregator.sandbox.emulator import Clients, Emulator
 from data_aggregator.sandbox.esm import Handler
 from data_aggregator.sandbox.provision import Environment
@@ -101,3 +108,108 @@ def test_demo_fails_on_loss_and_on_duplicates(emulator: Emulator, tmp_path: Path
     doubled = run_demo(options, make_handler=duplicating, emulator=emulator, status=io.StringIO())
     assert doubled.reconciliation.duplicated
     assert any("delivered more than once" in p for p in doubled.problems)
+
+
+class CtrlCStream(io.StringIO):
+    """A status stream whose first write is where the user presses Ctrl-C (on the main thread)."""
+
+    def write(self, text: str) -> int:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_stops_the_run_and_removes_its_temporary_directory(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    before = {thread.name for thread in threading.enumerate()}
+    options = DemoOptions(**FAST, poison=0, environment_name=unique("demo"))  # type: ignore[arg-type]
+    with pytest.raises(DemoInterruptedError) as interrupted:
+        run_demo(options, make_handler=contract_handler, emulator=emulator, status=CtrlCStream())
+    assert interrupted.value.workdir is None
+    assert list(tmp_path.iterdir()) == []
+    leftover = {t.name for t in threading.enumerate() if t.is_alive()} - before
+    assert not {name for name in leftover if name.startswith(("esm-poller", "consumer", "uploader"))}
+
+
+def test_ctrl_c_keeps_a_directory_the_user_named(emulator: Emulator, tmp_path: Path) -> None:
+    options = DemoOptions(**FAST, poison=0, workdir=tmp_path, environment_name=unique("demo"))  # type: ignore[arg-type]
+    with pytest.raises(DemoInterruptedError) as interrupted:
+        run_demo(options, make_handler=contract_handler, emulator=emulator, status=CtrlCStream())
+    assert interrupted.value.workdir == tmp_path
+
+
+def test_cli_demo_interrupted_exits_130_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(_options: DemoOptions, **_kwargs: object) -> None:
+        raise DemoInterruptedError(None)
+
+    monkeypatch.setattr(demo_module, "run_demo", interrupted)
+    assert main(["demo"]) == 130
+    err = capsys.readouterr().err
+    assert err == "data-aggregator demo: interrupted; temporary work directory removed\n"
+
+
+def test_keep_leaves_the_emulator_to_the_operator_commands_as_printed(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: dict[str, int] = {}
+
+    def operator(report: Any, running: Emulator, environment: Environment) -> None:
+        text = operator_instructions(running, environment, report.workdir)
+        for line in text.splitlines():
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").partition("=")
+                monkeypatch.setenv(name, value)
+        for line in text.splitlines():
+            if line.startswith("data-aggregator "):
+                argv = shlex.split(line.partition("#")[0])[1:]
+                ran[" ".join(argv[:2])] = main(argv)
+
+    options = DemoOptions(**FAST, poison=1, workdir=tmp_path, environment_name=unique("demo"))  # type: ignore[arg-type]
+    report = run_demo(options, make_handler=contract_handler, emulator=emulator, status=io.StringIO(), after=operator)
+    assert report.problems == []
+    assert len(ran) == 5
+    assert set(ran.values()) == {0}, ran
+    assert {"dlq list", "replay --prefix", "replay --key", "consume --once"} < set(ran)
+    out = capsys.readouterr().out
+    assert "consumed bundles/" in out  # the replayed bundle went through the consumer again
+
+
+def test_the_emulator_does_not_keep_a_table_copy_per_transaction(emulator: Emulator) -> None:
+    """moto deep-copies the table for every TransactWriteItems and tracked every copy: memory grew with
+    files x claims (about 1.1 GB for the default run). The demo drops that bookkeeping as it goes."""
+    from moto.dynamodb.models.table import Table
+
+    clients = emulator.clients()
+    name = unique("claims")
+    clients.dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "ObjectID", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "ObjectID", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for index in range(20):
+        clients.dynamodb.transact_write_items(
+            TransactItems=[{"Put": {"TableName": name, "Item": {"ObjectID": {"S": f"o-{index}"}}}}]
+        )
+    assert len(getattr(Table, "instances_tracked")) >= 20  # what moto does on its own  # noqa: B009
+    demo_module.release_emulator_bookkeeping()
+    assert getattr(Table, "instances_tracked") == []  # noqa: B009
+    assert clients.dynamodb.scan(TableName=name)["Count"] == 20  # the live table is untouched
+
+
+def test_the_demo_releases_the_bookkeeping_while_it_runs(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    original = demo_module.release_emulator_bookkeeping
+
+    def counted() -> None:
+        calls.append(1)
+        original()
+
+    monkeypatch.setattr(demo_module, "release_emulator_bookkeeping", counted)
+    options = DemoOptions(**FAST, poison=0, workdir=tmp_path, environment_name=unique("demo"))  # type: ignore[arg-type]
+    assert run_demo(options, make_handler=contract_handler, emulator=emulator, status=io.StringIO()).ok
+    assert calls

@@ -18,7 +18,7 @@ from data_aggregator.cli import main
 from data_aggregator.ops.replay import Action, Replayer
 from data_aggregator.sandbox.emulator import Clients, Emulator
 from tests.bundle_factory import build_bundle, bundle_key, put_bundle, sample_files, sha256_hex
-from tests.integration.ops.conftest import Buckets
+from tests.integration.ops.conftest import Buckets, unique
 
 
 class RestoreSimulator:
@@ -204,7 +204,14 @@ def test_selection_by_keys_prefix_and_hour_range(clients: Clients, buckets: Buck
     )
     assert replayer.select(since=datetime(2026, 11, 22, 14, tzinfo=UTC)) == keys[2:4]
     assert replayer.select(until=datetime(2026, 11, 22, 13, tzinfo=UTC)) == keys[:1]
-    assert replayer.select(keys=[keys[3], keys[3]], prefix="bundles/2026/11/22/12/") == [keys[3], keys[0]]
+    assert replayer.select(keys=[keys[3], keys[3]]) == [keys[3]]
+    with pytest.raises(ValueError, match="cannot be combined"):
+        replayer.select(keys=[keys[3]], prefix="bundles/2026/11/22/12/")
+    # Filters intersect: under the prefix AND in the time range (not everything under either).
+    since = datetime(2026, 11, 22, 13, tzinfo=UTC)
+    assert replayer.select(prefix="bundles/2026/11/22/", since=since) == keys[1:3]
+    assert replayer.select(prefix="bundles/2026/11/22/13/", since=since) == keys[1:2]
+    assert replayer.select(prefix="bundles/2026/11/23/", until=since) == []
     with pytest.raises(ValueError, match="--since must be earlier than --until"):
         replayer.select(since=datetime(2026, 1, 2, tzinfo=UTC), until=datetime(2026, 1, 1, tzinfo=UTC))
 
@@ -241,3 +248,30 @@ def test_cli_replay(aws_env: Emulator, clients: Clients, buckets: Buckets, capsy
     assert "select bundles with --key, --prefix, or --since/--until" in capsys.readouterr().err
     assert main([*common, "--since", "last week"]) == 2
     assert "not an ISO-8601 time" in capsys.readouterr().err
+
+
+def test_bad_copy_is_removed_from_an_unversioned_distribution_bucket(clients: Clients) -> None:
+    archive, distribution = unique("archive"), unique("plain-distribution")
+    clients.s3.create_bucket(Bucket=archive)
+    clients.s3.create_bucket(Bucket=distribution)  # versioning never enabled
+    data = build_bundle(sample_files(), "b-liar-2")
+    key = bundle_key("b-liar-2")
+    put_bundle(clients.s3, archive, key, data, sha256="9" * 64)
+    outcome = Replayer(clients.s3, archive, distribution).replay_one(key)
+    assert outcome.action is Action.FAILED
+    assert clients.s3.list_objects_v2(Bucket=distribution).get("KeyCount") == 0
+
+
+def test_cli_replay_missing_key_and_mixed_selectors_are_errors(
+    aws_env: Emulator, clients: Clients, buckets: Buckets, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key, _ = archived(clients, buckets, "b-present")
+    common = ["replay", "--archive-bucket", buckets.archive, "--distribution-bucket", buckets.distribution]
+    assert main([*common, "--key", key, "--key", "bundles/2026/11/22/14/typo.tar.gz"]) == 2
+    captured = capsys.readouterr()
+    assert "not in the archive bucket" in captured.err
+    assert "typo.tar.gz" in captured.err
+    assert "STANDARD" not in captured.out
+    assert clients.s3.list_objects_v2(Bucket=buckets.distribution).get("KeyCount") == 0  # nothing was done
+    assert main([*common, "--key", key, "--since", "2026-11-22"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err

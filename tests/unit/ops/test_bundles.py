@@ -203,3 +203,103 @@ def test_report_serialises_for_json_output() -> None:
 def test_manifest_model_round_trip_is_what_the_checker_reads() -> None:
     manifest = manifest_for(sample_files(2), "b-rt")
     assert Manifest.model_validate_json(manifest.to_bytes()) == manifest
+
+
+def _raw_tar_gz(*members: tuple[tarfile.TarInfo, bytes], pax_format: bool = True) -> bytes:
+    raw = io.BytesIO()
+    fmt = tarfile.PAX_FORMAT if pax_format else tarfile.GNU_FORMAT
+    with tarfile.open(fileobj=raw, mode="w:gz", format=fmt) as tar:
+        for info, body in members:
+            tar.addfile(info, io.BytesIO(body) if info.isreg() else None)
+    return raw.getvalue()
+
+
+def test_a_member_under_the_manifest_name_is_rejected() -> None:
+    files = [SourceFile("manifest.json/report.csv", b"a,b\n"), SourceFile("other.csv", b"x\n")]
+    problems = scan(build_bundle(files))
+    assert any("lies under manifest.json/" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("names", "words"),
+    [
+        (["a", "a/b"], "its directory 'a' is also a file member"),
+        (["a/b", "a"], "is also a directory of another member"),
+        (["x/y/z", "x/y"], "is also a directory of another member"),
+    ],
+)
+def test_a_name_that_is_both_file_and_directory_is_rejected(names: list[str], words: str) -> None:
+    problems = scan(build_bundle([SourceFile(n, b"1") for n in names]))
+    assert any(words in p for p in problems), problems
+
+
+def test_malformed_pax_sparse_map_is_a_rejection_not_a_crash() -> None:
+    info = tarfile.TarInfo("sparse.bin")
+    info.size = 4
+    info.pax_headers = {"GNU.sparse.map": "abc", "GNU.sparse.major": "0", "GNU.sparse.minor": "1"}
+    data = _raw_tar_gz((info, b"data"))
+    report = scan_bundle(io.BytesIO(data), source="t")
+    assert not report.ok
+    assert any("not a readable .tar.gz" in p or "sparse" in p for p in report.problems), report.problems
+
+
+def test_refused_member_declaring_an_absurd_size_stops_the_scan() -> None:
+    """A PAX size of 10^20 on a link: skipping it would spin forever on the stream's end."""
+    link = tarfile.TarInfo("evil")
+    link.type = tarfile.SYMTYPE
+    link.linkname = "/etc/passwd"
+    link.pax_headers = {"size": str(10**20)}
+    data = _raw_tar_gz((link, b""))
+    assert len(data) < 400
+    report = scan_bundle(io.BytesIO(data), source="t", compressed_size=len(data))
+    assert any("past the expansion limit" in p for p in report.problems), report.problems
+
+
+def test_expansion_is_bounded_while_streaming() -> None:
+    from data_aggregator.ops.bundles import ExpansionLimits
+
+    zeros = SourceFile("zeros.bin", bytes(8 * 1024 * 1024))
+    data = build_bundle([zeros])
+    assert len(data) < 64 * 1024
+    written = 0
+
+    class Counter:
+        def write(self, chunk: bytes) -> None:
+            nonlocal written
+            written += len(chunk)
+
+        def close(self) -> None:
+            pass
+
+    limits = ExpansionLimits(max_ratio=10, max_bytes=1024**3, floor_bytes=0)
+    report = scan_bundle(
+        io.BytesIO(data), source="t", compressed_size=len(data), limits=limits, open_member=lambda _i: Counter()
+    )
+    assert any("expansion limit" in p for p in report.problems), report.problems
+    assert written <= 10 * len(data)
+    # The same bundle passes with the default limits (its floor covers small, compressible bundles).
+    assert scan_bundle(io.BytesIO(data), source="t", compressed_size=len(data)).ok
+
+
+def test_expansion_allowance_combines_ratio_floor_and_maximum() -> None:
+    from data_aggregator.ops.bundles import ExpansionLimits
+
+    limits = ExpansionLimits(max_ratio=100, max_bytes=10_000_000, floor_bytes=1_000)
+    assert limits.allowance(5) == 1_000
+    assert limits.allowance(50_000) == 5_000_000
+    assert limits.allowance(1_000_000) == 10_000_000
+    assert limits.allowance(None) == 10_000_000
+    with pytest.raises(ValueError, match="positive"):
+        ExpansionLimits(max_ratio=0)
+
+
+def test_a_failing_sink_propagates_and_is_not_reported_as_a_bad_bundle() -> None:
+    class Full:
+        def write(self, _chunk: bytes) -> None:
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            pass
+
+    with pytest.raises(OSError, match="No space left"):
+        scan_bundle(io.BytesIO(build_bundle(sample_files(1))), source="t", open_member=lambda _i: Full())

@@ -101,7 +101,7 @@ def test_file_and_directory_of_the_same_name_conflict(tmp_path: Path) -> None:
         io.BytesIO(build_bundle(files)), source="t", open_member=SafeExtractor(tmp_path / "t", durable=False)
     )
     assert report.problems == [
-        "member 'a/b': refused: a is already a file",
+        "member 'a/b': its directory 'a' is also a file member",
         "manifest lists 'a/b' (key 'a/b') but no such member exists",
     ]
 

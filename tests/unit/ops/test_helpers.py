@@ -49,7 +49,9 @@ def test_checksum_conversions() -> None:
     assert b64_to_hex("!!notbase64") is None
     assert b64_to_hex(base64.b64encode(b"short").decode()) is None
     assert is_hex_sha256(digest.hexdigest())
-    assert not is_hex_sha256(digest.hexdigest().upper())
+    assert is_hex_sha256(digest.hexdigest().upper())  # either case is a hex digest
+    assert not is_hex_sha256(digest.hexdigest()[:-1] + "g")
+    assert not is_hex_sha256(digest.hexdigest() + "\n")
 
 
 def test_hashing_reader_counts_everything_including_the_drained_rest() -> None:

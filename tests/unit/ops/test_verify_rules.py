@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def test_truncated_download_is_a_problem() -> None:
     ("metadata", "problem"),
     [
         ({}, "no 'content-sha256' metadata on the object"),
-        ({"content-sha256": "ABC"}, "'content-sha256' metadata is not 64 lowercase hex digits: 'ABC'"),
+        ({"content-sha256": "ABC"}, "'content-sha256' metadata is not 64 hex digits: 'ABC'"),
     ],
 )
 def test_expected_digest_from_metadata(metadata: dict[str, str], problem: str) -> None:
@@ -76,6 +77,22 @@ def test_local_file_with_sidecar_and_without(tmp_path: Path) -> None:
     (tmp_path / "b-1.tar.gz.sha256").write_text("garbage\n")
     with pytest.raises(ValueError, match=r"b-1\.tar\.gz\.sha256: does not start with a hex SHA-256"):
         verify_local_bundle(path)
-    with pytest.raises(ValueError, match="64 lowercase hex digits"):
+    with pytest.raises(ValueError, match="64 hex digits"):
         verify_local_bundle(path, "xyz")
     assert verify_local_bundle(tmp_path / "absent.tar.gz").problems == ["no such file"]
+
+
+def test_digests_are_accepted_in_either_case(tmp_path: Path) -> None:
+    data = build_bundle(sample_files(), "b-1")
+    path = tmp_path / "b-1.tar.gz"
+    path.write_bytes(data)
+    upper = hashlib.sha256(data).hexdigest().upper()
+    assert verify_local_bundle(path, upper).ok
+    (tmp_path / "b-1.tar.gz.sha256").write_text(f"{upper}  b-1.tar.gz\n")
+    assert verify_local_bundle(path).ok
+    assert expected_digest_problem({"content-sha256": upper}) == (upper.lower(), None)
+
+
+def test_a_directory_is_a_usage_mistake_not_a_bundle(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="is a directory"):
+        verify_local_bundle(tmp_path)
