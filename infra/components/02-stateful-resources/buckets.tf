@@ -175,6 +175,57 @@ data "aws_iam_policy_document" "landing_rules" {
     }
     resources = [aws_s3_bucket.this["landing"].arn, "${aws_s3_bucket.this["landing"].arn}/*"]
   }
+
+  # The aggregator reads with its grant on Landing's key only: an object encrypted with a key the
+  # uploader supplies (SSE-C) or any other KMS key, or with S3's own key, would be accepted here and
+  # then fail every fetch until it reached the DLQ. Refuse such uploads at the door instead.
+  statement {
+    sid     = "DenyCustomerProvidedKeys"
+    effect  = "Deny"
+    actions = ["s3:PutObject"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption-customer-algorithm"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid     = "DenyEncryptionOtherThanLandingKms"
+    effect  = "Deny"
+    actions = ["s3:PutObject"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+    condition {
+      test     = "StringNotEqualsIfExists"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = ["aws:kms"]
+    }
+  }
+
+  statement {
+    sid     = "DenyKmsKeysOtherThanLandings"
+    effect  = "Deny"
+    actions = ["s3:PutObject"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+    condition {
+      test     = "StringNotEqualsIfExists"
+      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+      values   = [aws_kms_key.landing.arn]
+    }
+  }
 }
 
 data "aws_iam_policy_document" "archive_rules" {
@@ -191,6 +242,18 @@ data "aws_iam_policy_document" "archive_rules" {
     resources = ["${aws_s3_bucket.this["archive"].arn}/*"]
   }
 
+  # Object Lock holds each bundle for its retention; nobody may shorten it or lift it.
+  statement {
+    sid     = "DenyLockBypassAndRetentionChanges"
+    effect  = "Deny"
+    actions = ["s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutObjectLegalHold", "s3:PutBucketObjectLockConfiguration"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = [aws_s3_bucket.this["archive"].arn, "${aws_s3_bucket.this["archive"].arn}/*"]
+  }
+
   statement {
     sid     = "DenyConsumerAndUploader"
     effect  = "Deny"
@@ -204,6 +267,35 @@ data "aws_iam_policy_document" "archive_rules" {
 }
 
 data "aws_iam_policy_document" "distribution_rules" {
+  # The consumer's credentials are only good from the on-premise network (an S3 interface endpoint
+  # reached over the private link, or the site's egress addresses), so a leaked key is useless elsewhere.
+  statement {
+    sid     = "DenyConsumerOutsideItsNetwork"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    principals {
+      type        = "AWS"
+      identifiers = [aws_iam_role.consumer.arn]
+    }
+    resources = [aws_s3_bucket.this["distribution"].arn, "${aws_s3_bucket.this["distribution"].arn}/*"]
+    dynamic "condition" {
+      for_each = length(var.consumer_source_vpce_ids) > 0 ? [var.consumer_source_vpce_ids] : []
+      content {
+        test     = "StringNotEquals"
+        variable = "aws:SourceVpce"
+        values   = condition.value
+      }
+    }
+    dynamic "condition" {
+      for_each = length(var.consumer_source_cidrs) > 0 ? [var.consumer_source_cidrs] : []
+      content {
+        test     = "NotIpAddress"
+        variable = "aws:SourceIp"
+        values   = condition.value
+      }
+    }
+  }
+
   statement {
     sid     = "DenyUploader"
     effect  = "Deny"
@@ -239,6 +331,25 @@ data "aws_iam_policy_document" "access_logs_rules" {
   }
 }
 
+# --- Archive immutability -----------------------------------------------------------------------------
+
+# Every bundle version is locked for archive_object_lock_days from its creation. In COMPLIANCE mode (prod)
+# no principal, the account root included, can delete or overwrite-then-purge it or shorten the lock;
+# GOVERNANCE (dev) lets a principal with s3:BypassGovernanceRetention do so, and the bucket policy denies
+# that permission to everyone. Enabling Object Lock on the existing versioned bucket keeps its data.
+resource "aws_s3_bucket_object_lock_configuration" "archive" {
+  bucket = aws_s3_bucket.this["archive"].id
+
+  rule {
+    default_retention {
+      mode = var.archive_object_lock_mode
+      days = var.archive_object_lock_days
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
 # --- Lifecycle (SPEC N7) ------------------------------------------------------------------------------
 
 resource "aws_s3_bucket_lifecycle_configuration" "landing" {
@@ -248,12 +359,13 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
     id     = "expire-uploads"
     status = "Enabled"
     filter {}
+    # Data stays landing_retention_days in all (SPEC N7): current for the first part, then as a
+    # noncurrent version, still readable by the versionId its event carries, until the total is up.
     expiration {
-      days = var.landing_retention_days
+      days = var.landing_retention_days - var.landing_noncurrent_days
     }
-    # An overwritten version may still be waiting in the queue (up to 4 days): keep it as long.
     noncurrent_version_expiration {
-      noncurrent_days = var.landing_retention_days
+      noncurrent_days = var.landing_noncurrent_days
     }
     abort_incomplete_multipart_upload {
       days_after_initiation = 1
@@ -270,6 +382,13 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
   }
 
   depends_on = [aws_s3_bucket_versioning.this]
+
+  lifecycle {
+    precondition {
+      condition     = var.landing_noncurrent_days * 86400 >= var.queue_message_retention_seconds
+      error_message = "An overwritten Landing version must stay readable as long as its event can wait in the queue: landing_noncurrent_days x 86400 >= queue retention."
+    }
+  }
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "archive" {

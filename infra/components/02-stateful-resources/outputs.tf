@@ -43,6 +43,11 @@ output "queue_message_retention_seconds" {
   value       = aws_sqs_queue.events.message_retention_seconds
 }
 
+output "dlq_message_retention_seconds" {
+  description = "Dead-letter queue retention, checked against the idempotency TTL by 03-application."
+  value       = aws_sqs_queue.dlq.message_retention_seconds
+}
+
 output "dlq_arn" {
   description = "The dead-letter queue."
   value       = aws_sqs_queue.dlq.arn

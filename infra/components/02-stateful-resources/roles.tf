@@ -80,6 +80,14 @@ data "aws_iam_policy_document" "consumer_assume" {
       type        = "AWS"
       identifiers = local.consumer_trusted
     }
+    dynamic "condition" {
+      for_each = var.consumer_external_id == null ? [] : [var.consumer_external_id]
+      content {
+        test     = "StringEquals"
+        variable = "sts:ExternalId"
+        values   = [condition.value]
+      }
+    }
   }
 }
 
@@ -101,6 +109,11 @@ data "aws_iam_policy_document" "consumer" {
     sid       = "GetAndDeleteBundles"
     actions   = ["s3:GetObject", "s3:DeleteObject"]
     resources = ["${aws_s3_bucket.this["distribution"].arn}/*"]
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["true"]
+    }
   }
 
   statement {
