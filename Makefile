@@ -7,7 +7,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 RUN := $(UV) run --frozen
 SYNCED := .venv/.synced
 
-.PHONY: help bootstrap demo test e2e lint fmt build bench
+.PHONY: help bootstrap demo test e2e lint fmt build bench infra-mutations
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -24,6 +24,9 @@ demo: $(SYNCED) ## The whole pipeline on an embedded AWS emulator, with a report
 
 test: $(SYNCED) ## Run the whole offline suite (unit, integration, fast e2e, smoke benchmarks)
 	$(RUN) pytest --cov --cov-report=term
+
+infra-mutations: $(SYNCED) ## Break infra/ on purpose (every listed mutation) and show which plan test catches each
+	$(RUN) python -m tests.infra.tfharness mutations
 
 e2e: $(SYNCED) ## Every end-to-end scenario on the embedded pipeline (E2E_ARGS="--target aws --env dev" ...)
 	$(RUN) python -m e2e_tests --config e2e_tests/configs/*.json $(E2E_ARGS)

@@ -173,7 +173,7 @@ def test_every_bucket_blocks_public_access_disables_acls_and_keeps_versions() ->
         "aws_s3_bucket_server_side_encryption_configuration",
         "aws_s3_bucket_policy",
     ):
-        assert stateful.resource(kind, "this")["for_each"] == "${aws_s3_bucket.this}", kind
+        assert stateful.resource(kind, "this")["for_each"] == "${local.bucket_names}", kind
     pab = stateful.resource("aws_s3_bucket_public_access_block", "this")
     for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
         assert pab[flag] is True, flag
@@ -228,8 +228,7 @@ def test_every_bucket_has_a_lifecycle_that_aborts_incomplete_uploads() -> None:
         aborts = [r for r in lifecycle["rule"] if r.get("abort_incomplete_multipart_upload")]
         assert aborts, bucket
         assert all(r["status"] == "Enabled" for r in lifecycle["rule"])
-    landing = stateful.resource("aws_s3_bucket_lifecycle_configuration", "landing")["rule"][0]
-    assert var_ref(landing["expiration"][0]["days"]) == "landing_retention_days"
+    # Landing's retention periods are asserted on the plan (02-stateful-resources/tests).
     assert stateful.default("landing_retention_days") == 7
     archive = stateful.resource("aws_s3_bucket_lifecycle_configuration", "archive")["rule"][0]
     assert archive["transition"][0]["storage_class"] == "DEEP_ARCHIVE"
@@ -336,19 +335,11 @@ def test_aggregator_role_is_least_privilege() -> None:
     }
     assert by_bucket["archive"] == {"s3:PutObject", "s3:AbortMultipartUpload"}
     assert by_bucket["distribution"] == {"s3:PutObject", "s3:AbortMultipartUpload"}
-    assert {a for a in actions if a.startswith("dynamodb:")} == {
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-        "dynamodb:BatchWriteItem",
-        "dynamodb:ConditionCheckItem",
-    }
+    assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:PutItem", "dynamodb:BatchWriteItem"}
     assert {a for a in actions if a.startswith("sqs:")} == {
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
-        "sqs:ChangeMessageVisibility",
     }
     assert not [a for a in actions if a.startswith("s3:Delete")]
     # Every KMS grant goes through a named service.

@@ -221,7 +221,7 @@ def _init(ws: Workspace, component: str) -> None:
 def metrics_var_file() -> Path:
     """The code's metric catalogue as a tfvars file, so plan tests compare alarms with what is emitted."""
     sys.path.insert(0, str(REPO / "src"))
-    from data_aggregator import telemetry  # noqa: PLC0415 - only needed when plans run
+    from data_aggregator import telemetry
 
     emitted = {name: list(telemetry.HANDLER_DIMENSIONS) for name in sorted(telemetry.HANDLER_METRICS)}
     emitted.update({name: list(telemetry.MONITOR_DIMENSIONS) for name in sorted(telemetry.MONITOR_METRICS)})
@@ -252,19 +252,14 @@ def plan_tests(ws: Workspace, component: str, env: str) -> subprocess.CompletedP
 
 
 def failed_assertions(output: str) -> list[str]:
-    """The error messages terraform test printed for failing assertions, preconditions and validations."""
-    lines = output.splitlines()
+    """Title and message of each error terraform test printed (failed assertions, preconditions...)."""
     messages: list[str] = []
-    for index, line in enumerate(lines):
-        if line.startswith("Error: "):
-            # The message is the last non-blank line of the diagnostic block.
-            block: list[str] = []
-            for follow in lines[index + 1 :]:
-                if follow.startswith(("Error: ", "tests/", "Warning: ", "Failure!", "Success!")):
-                    break
-                block.append(follow)
-            text = [b.strip() for b in block if b.strip() and not b.lstrip().startswith(("on ", "│", "├", "│"))]
-            messages.append(f"{line[len('Error: ') :]}: {text[-1] if text else ''}".strip())
+    for chunk in output.split("\nError: ")[1:]:
+        title, _, body = chunk.partition("\n")
+        body = body.split("\nError: ")[0]
+        paragraphs = [p for p in body.split("\n\n") if p.strip() and not p.lstrip().startswith(("on ", "with "))]
+        message = " ".join(paragraphs[0].split()) if paragraphs else ""
+        messages.append(f"{title.strip()}: {message}" if message else title.strip())
     return messages
 
 
@@ -298,7 +293,7 @@ def _cmd_plans(args: argparse.Namespace) -> int:
 
 
 def _cmd_mutations(args: argparse.Namespace) -> int:
-    from tests.infra.mutations import MUTATIONS, run_mutation  # noqa: PLC0415 - avoids an import cycle
+    from tests.infra.mutations import MUTATIONS, run_mutation
 
     selected = [m for m in MUTATIONS if not args.only or m.name in args.only]
     survivors = 0

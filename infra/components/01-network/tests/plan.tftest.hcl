@@ -22,7 +22,7 @@ run "build" {
 
   # The S3 endpoint lets the functions do exactly what the code does, only in this account.
   assert {
-    condition = toset(flatten([for s in data.aws_iam_policy_document.s3_endpoint.statement : s.actions if s.effect == "Allow"])) == toset([
+    condition = toset(flatten([for s in data.aws_iam_policy_document.s3_endpoint.statement : s.actions if coalesce(s.effect, "Allow") == "Allow"])) == toset([
       "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions", "s3:PutObject", "s3:AbortMultipartUpload",
     ])
     error_message = "The S3 endpoint policy allows exactly the S3 actions the functions use (no deletes, no ACL or policy changes)."
@@ -37,7 +37,7 @@ run "build" {
   }
 
   assert {
-    condition = toset(flatten([for s in data.aws_iam_policy_document.dynamodb_endpoint.statement : s.actions if s.effect == "Allow"])) == toset([
+    condition = toset(flatten([for s in data.aws_iam_policy_document.dynamodb_endpoint.statement : s.actions if coalesce(s.effect, "Allow") == "Allow"])) == toset([
       "dynamodb:PutItem", "dynamodb:BatchWriteItem",
     ])
     error_message = "The DynamoDB endpoint policy allows exactly the calls the claim store makes."

@@ -161,7 +161,7 @@ run "build" {
   # --- Uploader: PutObject into Landing, from its addresses, over TLS --------------------------------
 
   assert {
-    condition = alltrue([for s in data.aws_iam_policy_document.uploader.statement : s.effect != "Allow" || !contains(s.actions, "s3:PutObject") || (
+    condition = alltrue([for s in data.aws_iam_policy_document.uploader.statement : coalesce(s.effect, "Allow") != "Allow" || !contains(s.actions, "s3:PutObject") || (
       toset(s.resources) == toset(["${aws_s3_bucket.this["landing"].arn}/*"]) &&
       anytrue([for c in s.condition : c.test == "Bool" && c.variable == "aws:SecureTransport" && toset(c.values) == toset(["true"])]) &&
       anytrue([for c in s.condition : c.test == "IpAddress" && c.variable == "aws:SourceIp" && toset(c.values) == toset(var.uploader_source_cidrs)])
@@ -188,7 +188,7 @@ run "build" {
   # --- Queues and the key S3 uses to write into them -------------------------------------------------
 
   assert {
-    condition = length([for s in data.aws_iam_policy_document.events_queue.statement : s if s.effect == "Allow"]) == 1 && alltrue([for s in data.aws_iam_policy_document.events_queue.statement : s.effect != "Allow" || (
+    condition = length([for s in data.aws_iam_policy_document.events_queue.statement : s if coalesce(s.effect, "Allow") == "Allow"]) == 1 && alltrue([for s in data.aws_iam_policy_document.events_queue.statement : coalesce(s.effect, "Allow") != "Allow" || (
       toset(s.actions) == toset(["sqs:SendMessage"]) && one(s.principals).type == "Service" && toset(one(s.principals).identifiers) == toset(["s3.amazonaws.com"]) &&
       anytrue([for c in s.condition : c.test == "ArnEquals" && c.variable == "aws:SourceArn" && toset(c.values) == toset([aws_s3_bucket.this["landing"].arn])]) &&
       anytrue([for c in s.condition : c.test == "StringEquals" && c.variable == "aws:SourceAccount" && toset(c.values) == toset([var.aws_account_id])])

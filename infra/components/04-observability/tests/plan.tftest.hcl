@@ -46,7 +46,7 @@ run "build" {
   assert {
     condition = length(aws_cloudwatch_metric_alarm.emitted) >= 5 && alltrue([for a in aws_cloudwatch_metric_alarm.emitted :
       a.namespace == run.application.metrics_namespace && contains(keys(var.emitted_metrics), a.metric_name) &&
-      toset(keys(a.dimensions)) == toset(var.emitted_metrics[a.metric_name])
+      toset(keys(a.dimensions)) == toset(lookup(var.emitted_metrics, a.metric_name, []))
     ])
     error_message = "An alarm names a metric (or a dimension set) the code does not emit: ${jsonencode({ for k, a in aws_cloudwatch_metric_alarm.emitted : k => [a.metric_name, keys(a.dimensions)] })}"
   }
@@ -61,7 +61,7 @@ run "build" {
 
   assert {
     condition = alltrue(flatten([for w in jsondecode(aws_cloudwatch_dashboard.pipeline.dashboard_body).widgets : [for m in w.properties.metrics :
-      contains(keys(var.emitted_metrics), m[1]) && toset([for i in range(2, length(m) - 1, 2) : m[i]]) == toset(var.emitted_metrics[m[1]])
+      contains(keys(var.emitted_metrics), m[1]) && toset([for i in range(2, length(m) - 1, 2) : m[i]]) == toset(lookup(var.emitted_metrics, m[1], []))
       if m[0] == run.application.metrics_namespace
     ]]))
     error_message = "A dashboard widget shows a custom metric (or dimension set) the code does not emit."
