@@ -375,19 +375,6 @@ def test_queues_are_encrypted_and_the_dlq_is_wired() -> None:
         assert effective(env, STATEFUL, "dlq_message_retention_seconds") == 14 * 86400, env
 
 
-def test_queue_accepts_events_only_from_the_landing_bucket_of_this_account() -> None:
-    stateful = component(STATEFUL)
-    send = [s for s in statements(stateful.doc("events_queue")) if is_allow(s)]
-    assert len(send) == 1
-    assert send[0]["actions"] == ["sqs:SendMessage"]
-    found = conditions(send[0])
-    assert ("ArnEquals", "aws:SourceArn", '${aws_s3_bucket.this["landing"].arn}') in found
-    assert ("StringEquals", "aws:SourceAccount", "${local.account_id}") in found
-    notification = stateful.resource("aws_s3_bucket_notification", "landing")
-    assert notification["queue"][0]["queue_arn"] == "${aws_sqs_queue.events.arn}"
-    assert notification["queue"][0]["events"] == ["s3:ObjectCreated:*"]
-
-
 def test_table_matches_the_code_key_ttl_and_is_encrypted() -> None:
     stateful = component(STATEFUL)
     table = stateful.resource("aws_dynamodb_table", "idempotency")

@@ -461,18 +461,3 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
 
   depends_on = [aws_s3_bucket_versioning.this]
 }
-
-# --- Landing events to the queue ----------------------------------------------------------------------
-
-resource "aws_s3_bucket_notification" "landing" {
-  bucket = aws_s3_bucket.this["landing"].id
-
-  queue {
-    id        = "object-created"
-    queue_arn = aws_sqs_queue.events.arn
-    events    = ["s3:ObjectCreated:*"]
-  }
-
-  # S3 validates the destination when the notification is saved: the queue must already accept it.
-  depends_on = [aws_sqs_queue_policy.events]
-}

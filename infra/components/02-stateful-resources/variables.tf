@@ -127,6 +127,17 @@ variable "consumer_source_vpce_ids" {
   }
 }
 
+variable "notification_path" {
+  description = "How Landing's ObjectCreated events reach the queue: direct (S3 notification), sns (through a topic, envelope not raw) or eventbridge (S3 events to EventBridge, a rule to the queue)."
+  type        = string
+  default     = "direct"
+
+  validation {
+    condition     = contains(["direct", "sns", "eventbridge"], var.notification_path)
+    error_message = "notification_path is direct, sns or eventbridge."
+  }
+}
+
 # --- Retention (SPEC N4, N7) -----------------------------------------------------------------------
 
 variable "landing_retention_days" {

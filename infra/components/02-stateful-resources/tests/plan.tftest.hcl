@@ -197,11 +197,22 @@ run "build" {
   }
 
   assert {
-    condition = anytrue([for s in jsondecode(aws_kms_key.pipeline.policy).Statement : try(s.Principal.Service, "") == "s3.amazonaws.com" &&
-      try(s.Condition.ArnLike["aws:SourceArn"], "") == "arn:aws:s3:::${aws_s3_bucket.this["landing"].bucket}" &&
+    condition     = length(aws_s3_bucket_notification.landing.queue) == 1 && one(aws_s3_bucket_notification.landing.queue).queue_arn == aws_sqs_queue.events.arn && !aws_s3_bucket_notification.landing.eventbridge && length(aws_sns_topic.landing_events) == 0 && length(aws_cloudwatch_event_rule.landing_object_created) == 0
+    error_message = "The direct path notifies the queue from S3 and builds no topic or rule."
+  }
+
+  assert {
+    condition = var.notification_path != "direct" || anytrue([for s in jsondecode(aws_kms_key.pipeline.policy).Statement :
+      try(toset(s.Principal.Service) == toset(["s3.amazonaws.com"]), false) &&
+      try(toset(s.Condition.ArnLike["aws:SourceArn"]) == toset(["arn:aws:s3:::${aws_s3_bucket.this["landing"].bucket}"]), false) &&
       try(s.Condition.StringEquals["aws:SourceAccount"], "") == var.aws_account_id
-    ]) && alltrue([for s in jsondecode(aws_kms_key.pipeline.policy).Statement : can(s.Principal.AWS) || can(s.Condition)])
-    error_message = "S3 may use the pipeline key only for Landing's events in this account; every service grant is conditioned."
+    ])
+    error_message = "S3 may use the pipeline key only for Landing's events in this account."
+  }
+
+  assert {
+    condition     = alltrue([for s in jsondecode(aws_kms_key.pipeline.policy).Statement : can(s.Principal.AWS) || (can(s.Condition.ArnLike) || can(s.Condition.ArnEquals))])
+    error_message = "Every service grant in the pipeline key policy is bound to a source ARN."
   }
 
   assert {
@@ -218,6 +229,85 @@ run "build" {
     condition     = aws_dynamodb_table.idempotency.hash_key == "ObjectID" && one(aws_dynamodb_table.idempotency.ttl).attribute_name == "ttl" && one(aws_dynamodb_table.idempotency.ttl).enabled
     error_message = "The claim table matches the code: key ObjectID, TTL attribute ttl."
   }
+}
+
+# --- The other two event paths --------------------------------------------------------------------------
+
+run "sns_path" {
+  command = apply
+
+  variables {
+    notification_path = "sns"
+  }
+
+  assert {
+    condition     = length(aws_sns_topic_subscription.landing_events) == 1 && !aws_sns_topic_subscription.landing_events[0].raw_message_delivery && aws_sns_topic_subscription.landing_events[0].protocol == "sqs" && aws_sns_topic_subscription.landing_events[0].endpoint == aws_sqs_queue.events.arn
+    error_message = "The sns path subscribes the queue to the topic without raw delivery."
+  }
+
+  assert {
+    condition     = length(aws_s3_bucket_notification.landing.topic) == 1 && length(aws_s3_bucket_notification.landing.queue) == 0 && one(aws_s3_bucket_notification.landing.topic).topic_arn == aws_sns_topic.landing_events[0].arn
+    error_message = "On the sns path Landing notifies the topic, not the queue."
+  }
+
+  assert {
+    condition = length([for s in data.aws_iam_policy_document.events_queue.statement : s if coalesce(s.effect, "Allow") == "Allow"]) == 1 && alltrue([for s in data.aws_iam_policy_document.events_queue.statement : coalesce(s.effect, "Allow") != "Allow" || (
+      toset(one(s.principals).identifiers) == toset(["sns.amazonaws.com"]) &&
+      anytrue([for c in s.condition : c.test == "ArnEquals" && c.variable == "aws:SourceArn" && toset(c.values) == toset(["arn:aws:sns:eu-west-2:${var.aws_account_id}:${aws_sns_topic.landing_events[0].name}"])])
+    )])
+    error_message = "On the sns path only the Landing topic may send to the queue."
+  }
+
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.landing_events_topic[0].statement : coalesce(s.effect, "Allow") == "Allow" && toset(one(s.principals).identifiers) == toset(["s3.amazonaws.com"]) &&
+    anytrue([for c in s.condition : c.test == "ArnEquals" && c.variable == "aws:SourceArn" && toset(c.values) == toset([aws_s3_bucket.this["landing"].arn])])])
+    error_message = "Only the Landing bucket may publish to the topic."
+  }
+}
+
+run "eventbridge_path" {
+  command = apply
+
+  variables {
+    notification_path = "eventbridge"
+  }
+
+  assert {
+    condition     = aws_s3_bucket_notification.landing.eventbridge && length(aws_s3_bucket_notification.landing.queue) == 0 && length(aws_s3_bucket_notification.landing.topic) == 0
+    error_message = "On the eventbridge path Landing sends its events to EventBridge only."
+  }
+
+  assert {
+    condition     = jsondecode(aws_cloudwatch_event_rule.landing_object_created[0].event_pattern).source == ["aws.s3"] && jsondecode(aws_cloudwatch_event_rule.landing_object_created[0].event_pattern)["detail-type"] == ["Object Created"] && jsondecode(aws_cloudwatch_event_rule.landing_object_created[0].event_pattern).detail.bucket.name == [aws_s3_bucket.this["landing"].bucket]
+    error_message = "The rule matches Object Created in the Landing bucket only."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_event_target.landing_object_created[0].arn == aws_sqs_queue.events.arn
+    error_message = "The rule targets the event queue."
+  }
+
+  assert {
+    condition = length([for s in data.aws_iam_policy_document.events_queue.statement : s if coalesce(s.effect, "Allow") == "Allow"]) == 1 && alltrue([for s in data.aws_iam_policy_document.events_queue.statement : coalesce(s.effect, "Allow") != "Allow" || (
+      toset(one(s.principals).identifiers) == toset(["events.amazonaws.com"]) &&
+      anytrue([for c in s.condition : c.test == "ArnEquals" && c.variable == "aws:SourceArn" && toset(c.values) == toset(["arn:aws:events:eu-west-2:${var.aws_account_id}:rule/${aws_cloudwatch_event_rule.landing_object_created[0].name}"])])
+    )])
+    error_message = "On the eventbridge path only the Landing rule may send to the queue."
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_kms_key.pipeline.policy).Statement : try(toset(s.Principal.Service) == toset(["events.amazonaws.com"]), false) &&
+    try(toset(s.Condition.ArnLike["aws:SourceArn"]) == toset(["arn:aws:events:eu-west-2:${var.aws_account_id}:rule/${aws_cloudwatch_event_rule.landing_object_created[0].name}"]), false)])
+    error_message = "EventBridge may use the pipeline key only for the Landing rule."
+  }
+}
+
+run "unknown_path_refused" {
+  command = plan
+  variables {
+    notification_path = "kinesis"
+  }
+  expect_failures = [var.notification_path]
 }
 
 # --- What the variables refuse ------------------------------------------------------------------------
