@@ -47,7 +47,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "kms-source-arn-removed",
         "KMS aws:SourceArn condition removed from the pipeline key",
         "components/02-stateful-resources/kms.tf",
-        '          ArnLike      = { "aws:SourceArn" = local.kms_event_publishers[var.notification_path].source_arns }\n',
+        '          ArnLike      = { "aws:SourceArn" = '
+        "local.kms_event_publishers[var.notification_path].source_arns }\n",
         "",
         "02-stateful-resources",
     ),
