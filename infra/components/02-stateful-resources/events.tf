@@ -16,14 +16,14 @@ locals {
 
   # Who sends into the queue, per path: the service principal and the source it must come from.
   queue_publisher = {
-    direct      = { service = "s3.amazonaws.com", source_arn = aws_s3_bucket.this["landing"].arn }
+    direct      = { service = "s3.amazonaws.com", source_arn = aws_s3_bucket.landing.arn }
     sns         = { service = "sns.amazonaws.com", source_arn = local.landing_events_topic_arn }
     eventbridge = { service = "events.amazonaws.com", source_arn = local.landing_events_rule_arn }
   }[var.notification_path]
 }
 
 resource "aws_s3_bucket_notification" "landing" {
-  bucket = aws_s3_bucket.this["landing"].id
+  bucket = aws_s3_bucket.landing.id
 
   dynamic "queue" {
     for_each = var.notification_path == "direct" ? [aws_sqs_queue.events.arn] : []
@@ -73,7 +73,7 @@ data "aws_iam_policy_document" "landing_events_topic" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_s3_bucket.this["landing"].arn]
+      values   = [aws_s3_bucket.landing.arn]
     }
     condition {
       test     = "StringEquals"
@@ -128,7 +128,7 @@ resource "aws_cloudwatch_event_rule" "landing_object_created" {
   event_pattern = jsonencode({
     source        = ["aws.s3"]
     "detail-type" = ["Object Created"]
-    detail        = { bucket = { name = [aws_s3_bucket.this["landing"].bucket] } }
+    detail        = { bucket = { name = [aws_s3_bucket.landing.bucket] } }
   })
 }
 

@@ -1,11 +1,11 @@
 output "bucket_names" {
   description = "Bucket names by role: landing, archive, distribution, access_logs."
-  value       = { for key, bucket in aws_s3_bucket.this : key => bucket.bucket }
+  value       = { for key, bucket in local.buckets : key => bucket.bucket }
 }
 
 output "bucket_arns" {
   description = "Bucket ARNs by role."
-  value       = { for key, bucket in aws_s3_bucket.this : key => bucket.arn }
+  value       = { for key, bucket in local.buckets : key => bucket.arn }
 }
 
 output "kms_key_arns" {

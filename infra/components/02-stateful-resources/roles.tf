@@ -36,7 +36,7 @@ data "aws_iam_policy_document" "uploader" {
   statement {
     sid       = "PutIntoLandingFromKnownAddresses"
     actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+    resources = ["${aws_s3_bucket.landing.arn}/*"]
     condition {
       test     = "IpAddress"
       variable = "aws:SourceIp"
@@ -102,13 +102,13 @@ data "aws_iam_policy_document" "consumer" {
   statement {
     sid       = "ListDistribution"
     actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.this["distribution"].arn]
+    resources = [aws_s3_bucket.distribution.arn]
   }
 
   statement {
     sid       = "GetAndDeleteBundles"
     actions   = ["s3:GetObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.this["distribution"].arn}/*"]
+    resources = ["${aws_s3_bucket.distribution.arn}/*"]
     condition {
       test     = "Bool"
       variable = "aws:SecureTransport"

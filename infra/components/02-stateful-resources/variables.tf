@@ -260,3 +260,18 @@ variable "kms_deletion_window_days" {
   type        = number
   default     = 30
 }
+
+variable "archive_replication" {
+  description = "Optional second copy of Archive: bucket_arn and kms_key_arn of a versioned destination (another region or a backup account, Object Lock recommended) and the replicas' storage class; null for none."
+  type = object({
+    bucket_arn    = string
+    kms_key_arn   = string
+    storage_class = optional(string, "DEEP_ARCHIVE")
+  })
+  default = null
+
+  validation {
+    condition     = var.archive_replication == null || (can(regex("^arn:aws:s3:::[a-z0-9.-]{3,63}$", var.archive_replication.bucket_arn)) && can(regex("^arn:aws:kms:", var.archive_replication.kms_key_arn)))
+    error_message = "archive_replication needs the destination bucket's ARN and its KMS key's ARN."
+  }
+}

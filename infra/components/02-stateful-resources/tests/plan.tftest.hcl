@@ -7,19 +7,19 @@ mock_provider "aws" {
   source = "../_mocks"
 
   override_resource {
-    target = aws_s3_bucket.this["landing"]
+    target = aws_s3_bucket.landing
     values = { arn = "arn:aws:s3:::mock-landing" }
   }
   override_resource {
-    target = aws_s3_bucket.this["archive"]
+    target = aws_s3_bucket.archive
     values = { arn = "arn:aws:s3:::mock-archive" }
   }
   override_resource {
-    target = aws_s3_bucket.this["distribution"]
+    target = aws_s3_bucket.distribution
     values = { arn = "arn:aws:s3:::mock-distribution" }
   }
   override_resource {
-    target = aws_s3_bucket.this["access_logs"]
+    target = aws_s3_bucket.access_logs
     values = { arn = "arn:aws:s3:::mock-access-logs" }
   }
   override_resource {
@@ -79,6 +79,17 @@ run "build" {
     error_message = "Every bucket policy denies plain HTTP and TLS older than 1.2."
   }
 
+  assert {
+    condition = alltrue([for lc in [aws_s3_bucket_lifecycle_configuration.landing, aws_s3_bucket_lifecycle_configuration.archive, aws_s3_bucket_lifecycle_configuration.distribution, aws_s3_bucket_lifecycle_configuration.access_logs] :
+    anytrue([for r in lc.rule : r.status == "Enabled" && try(one(r.abort_incomplete_multipart_upload).days_after_initiation, 99) <= 7])])
+    error_message = "Every bucket's lifecycle aborts incomplete multipart uploads."
+  }
+
+  assert {
+    condition     = toset(keys(aws_s3_bucket_logging.this)) == toset(["landing", "archive", "distribution"]) && alltrue([for k, l in aws_s3_bucket_logging.this : l.target_bucket == aws_s3_bucket.access_logs.id && l.target_prefix == "${k}/"])
+    error_message = "The three data buckets log to the access-log bucket, each under its own prefix."
+  }
+
   # --- Landing: who may upload, how it must be encrypted, how long it stays --------------------------
 
   assert {
@@ -124,7 +135,7 @@ run "build" {
   assert {
     condition = one(one(aws_s3_bucket_object_lock_configuration.archive.rule).default_retention).days >= 1 && (
       var.environment != "prod" || one(one(aws_s3_bucket_object_lock_configuration.archive.rule).default_retention).mode == "COMPLIANCE"
-    ) && aws_s3_bucket_object_lock_configuration.archive.bucket == aws_s3_bucket.this["archive"].id
+    ) && aws_s3_bucket_object_lock_configuration.archive.bucket == aws_s3_bucket.archive.id
     error_message = "Archive bundles are under Object Lock (COMPLIANCE in prod)."
   }
 
@@ -138,10 +149,15 @@ run "build" {
     error_message = "Nobody may delete Archive versions or bypass its Object Lock."
   }
 
+  assert {
+    condition     = length(aws_s3_bucket_replication_configuration.archive) == (var.archive_replication == null ? 0 : 1)
+    error_message = "Archive is replicated exactly when archive_replication is set."
+  }
+
   # --- Consumer: Distribution only, from its own network only --------------------------------------
 
   assert {
-    condition     = toset(flatten([for s in data.aws_iam_policy_document.consumer.statement : s.actions])) == toset(["s3:ListBucket", "s3:GetObject", "s3:DeleteObject", "kms:Decrypt"]) && alltrue([for s in data.aws_iam_policy_document.consumer.statement : alltrue([for r in s.resources : startswith(r, aws_s3_bucket.this["distribution"].arn) || r == aws_kms_key.distribution.arn])])
+    condition     = toset(flatten([for s in data.aws_iam_policy_document.consumer.statement : s.actions])) == toset(["s3:ListBucket", "s3:GetObject", "s3:DeleteObject", "kms:Decrypt"]) && alltrue([for s in data.aws_iam_policy_document.consumer.statement : alltrue([for r in s.resources : startswith(r, aws_s3_bucket.distribution.arn) || r == aws_kms_key.distribution.arn])])
     error_message = "The consumer may only list, get and delete in Distribution (and decrypt its bundles)."
   }
 
@@ -162,7 +178,7 @@ run "build" {
 
   assert {
     condition = alltrue([for s in data.aws_iam_policy_document.uploader.statement : coalesce(s.effect, "Allow") != "Allow" || !contains(s.actions, "s3:PutObject") || (
-      toset(s.resources) == toset(["${aws_s3_bucket.this["landing"].arn}/*"]) &&
+      toset(s.resources) == toset(["${aws_s3_bucket.landing.arn}/*"]) &&
       anytrue([for c in s.condition : c.test == "Bool" && c.variable == "aws:SecureTransport" && toset(c.values) == toset(["true"])]) &&
       anytrue([for c in s.condition : c.test == "IpAddress" && c.variable == "aws:SourceIp" && toset(c.values) == toset(var.uploader_source_cidrs)])
     )]) && toset(flatten([for s in data.aws_iam_policy_document.uploader.statement : s.actions])) == toset(["s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt"])
@@ -190,7 +206,7 @@ run "build" {
   assert {
     condition = length([for s in data.aws_iam_policy_document.events_queue.statement : s if coalesce(s.effect, "Allow") == "Allow"]) == 1 && alltrue([for s in data.aws_iam_policy_document.events_queue.statement : coalesce(s.effect, "Allow") != "Allow" || (
       toset(s.actions) == toset(["sqs:SendMessage"]) && one(s.principals).type == "Service" && toset(one(s.principals).identifiers) == toset(["s3.amazonaws.com"]) &&
-      anytrue([for c in s.condition : c.test == "ArnEquals" && c.variable == "aws:SourceArn" && toset(c.values) == toset([aws_s3_bucket.this["landing"].arn])]) &&
+      anytrue([for c in s.condition : c.test == "ArnEquals" && c.variable == "aws:SourceArn" && toset(c.values) == toset([aws_s3_bucket.landing.arn])]) &&
       anytrue([for c in s.condition : c.test == "StringEquals" && c.variable == "aws:SourceAccount" && toset(c.values) == toset([var.aws_account_id])])
     )])
     error_message = "Only S3, for the Landing bucket of this account, may send to the event queue."
@@ -204,7 +220,7 @@ run "build" {
   assert {
     condition = var.notification_path != "direct" || anytrue([for s in jsondecode(aws_kms_key.pipeline.policy).Statement :
       try(toset(s.Principal.Service) == toset(["s3.amazonaws.com"]), false) &&
-      try(toset(s.Condition.ArnLike["aws:SourceArn"]) == toset(["arn:aws:s3:::${aws_s3_bucket.this["landing"].bucket}"]), false) &&
+      try(toset(s.Condition.ArnLike["aws:SourceArn"]) == toset(["arn:aws:s3:::${aws_s3_bucket.landing.bucket}"]), false) &&
       try(s.Condition.StringEquals["aws:SourceAccount"], "") == var.aws_account_id
     ])
     error_message = "S3 may use the pipeline key only for Landing's events in this account."
@@ -228,6 +244,34 @@ run "build" {
   assert {
     condition     = aws_dynamodb_table.idempotency.hash_key == "ObjectID" && one(aws_dynamodb_table.idempotency.ttl).attribute_name == "ttl" && one(aws_dynamodb_table.idempotency.ttl).enabled
     error_message = "The claim table matches the code: key ObjectID, TTL attribute ttl."
+  }
+}
+
+# --- Optional Archive replication --------------------------------------------------------------------
+
+run "archive_replication" {
+  command = apply
+
+  variables {
+    archive_replication = {
+      bucket_arn  = "arn:aws:s3:::backup-archive-copy"
+      kms_key_arn = "arn:aws:kms:eu-west-1:999999999999:key/44444444-4444-4444-4444-444444444444"
+    }
+  }
+
+  assert {
+    condition = (
+      aws_s3_bucket_replication_configuration.archive[0].bucket == aws_s3_bucket.archive.id &&
+      one(one(aws_s3_bucket_replication_configuration.archive[0].rule).destination).bucket == "arn:aws:s3:::backup-archive-copy" &&
+      one(one(one(aws_s3_bucket_replication_configuration.archive[0].rule).destination).encryption_configuration).replica_kms_key_id == "arn:aws:kms:eu-west-1:999999999999:key/44444444-4444-4444-4444-444444444444" &&
+      one(one(aws_s3_bucket_replication_configuration.archive[0].rule).delete_marker_replication).status == "Disabled"
+    )
+    error_message = "Archive replicates to the backup bucket under its key, and deletes are not replicated."
+  }
+
+  assert {
+    condition     = !anytrue([for s in data.aws_iam_policy_document.archive_replication[0].statement : anytrue([for a in s.actions : a == "s3:ReplicateDelete" || a == "s3:*" || a == "kms:*"])])
+    error_message = "The replication role cannot replicate deletes."
   }
 }
 
@@ -260,7 +304,7 @@ run "sns_path" {
 
   assert {
     condition = anytrue([for s in data.aws_iam_policy_document.landing_events_topic[0].statement : coalesce(s.effect, "Allow") == "Allow" && toset(one(s.principals).identifiers) == toset(["s3.amazonaws.com"]) &&
-    anytrue([for c in s.condition : c.test == "ArnEquals" && c.variable == "aws:SourceArn" && toset(c.values) == toset([aws_s3_bucket.this["landing"].arn])])])
+    anytrue([for c in s.condition : c.test == "ArnEquals" && c.variable == "aws:SourceArn" && toset(c.values) == toset([aws_s3_bucket.landing.arn])])])
     error_message = "Only the Landing bucket may publish to the topic."
   }
 }
@@ -278,7 +322,7 @@ run "eventbridge_path" {
   }
 
   assert {
-    condition     = jsondecode(aws_cloudwatch_event_rule.landing_object_created[0].event_pattern).source == ["aws.s3"] && jsondecode(aws_cloudwatch_event_rule.landing_object_created[0].event_pattern)["detail-type"] == ["Object Created"] && jsondecode(aws_cloudwatch_event_rule.landing_object_created[0].event_pattern).detail.bucket.name == [aws_s3_bucket.this["landing"].bucket]
+    condition     = jsondecode(aws_cloudwatch_event_rule.landing_object_created[0].event_pattern).source == ["aws.s3"] && jsondecode(aws_cloudwatch_event_rule.landing_object_created[0].event_pattern)["detail-type"] == ["Object Created"] && jsondecode(aws_cloudwatch_event_rule.landing_object_created[0].event_pattern).detail.bucket.name == [aws_s3_bucket.landing.bucket]
     error_message = "The rule matches Object Created in the Landing bucket only."
   }
 
