@@ -10,6 +10,7 @@ terraform binary or the provider mirror these tests skip locally and fail in CI.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,19 @@ def test_plan_tests_catch_representative_breakage(workspace: tfharness.Workspace
     (mutation,) = [m for m in mutations.MUTATIONS if m.name == name]
     outcome = mutations.run_mutation(mutation)
     assert outcome.caught, f"{mutation.description} went unnoticed:\n{outcome.output}"
+
+
+def test_missing_terraform_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI must not pass on a machine that could not run the checks; a workstation gets a clear skip."""
+    monkeypatch.setenv("TERRAFORM", "")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("CI", "true")
+    assert tfharness.main(["validate"]) == 1
+    monkeypatch.setenv("CI", "")
+    assert tfharness.main(["validate"]) == 0
+
+
+def test_missing_provider_mirror_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TF_PROVIDER_MIRROR", str(tmp_path))
+    with pytest.raises(tfharness.TerraformUnavailable, match="TF_PROVIDER_MIRROR"):
+        tfharness.provider_mirror()

@@ -232,6 +232,12 @@ run "build" {
   }
 
   assert {
+    condition = alltrue([for doc in [data.aws_iam_policy_document.events_queue, data.aws_iam_policy_document.dlq] : anytrue([for s in doc.statement :
+    s.effect == "Deny" && contains(s.actions, "sqs:*") && anytrue([for c in s.condition : c.test == "Bool" && c.variable == "aws:SecureTransport" && toset(c.values) == toset(["false"])])])])
+    error_message = "Both queues refuse plain HTTP."
+  }
+
+  assert {
     condition     = jsondecode(aws_sqs_queue.events.redrive_policy).maxReceiveCount >= 5 && jsondecode(aws_sqs_queue.events.redrive_policy).deadLetterTargetArn == aws_sqs_queue.dlq.arn
     error_message = "The event queue dead-letters into the DLQ after at least 5 receives."
   }
