@@ -30,7 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 CACHE = Path(os.environ.get("TF_CHECK_CACHE") or REPO / ".tfcheck")
 COMPONENTS = ("01-network", "02-stateful-resources", "03-application", "04-observability")
-PROVIDER = "registry.terraform.io/hashicorp/aws"
+# Mirrors lay providers out as <host>/<namespace>/<type>/<version>/<platform>/; the host directory is
+# whatever the provider's source address names, so only the namespace and type are matched here.
+PROVIDER = "hashicorp/aws"
 # Where terraform and the usual packaging tools put provider mirrors; `/` last, bounded in depth.
 MIRROR_SEARCH_ROOTS = (
     Path.home() / ".terraform.d" / "plugins",
@@ -61,11 +63,15 @@ def terraform_binary() -> str:
 
 
 def _mirror_root(provider_binary: Path) -> Path:
-    """The directory a filesystem_mirror names: the parent of ``registry.terraform.io``."""
+    """The directory a filesystem_mirror names: the parent of the host directory above ``hashicorp/aws``."""
     for parent in provider_binary.parents:
-        if parent.name == "registry.terraform.io":
-            return parent.parent
-    raise TerraformUnavailable(f"{provider_binary} is not inside a registry.terraform.io mirror layout")
+        if parent.name == "aws" and parent.parent.name == "hashicorp":
+            return parent.parent.parent.parent
+    raise TerraformUnavailable(f"{provider_binary} is not inside a provider mirror layout")
+
+
+def _has_provider(mirror: Path) -> bool:
+    return mirror.is_dir() and any((host / PROVIDER).is_dir() for host in mirror.iterdir() if host.is_dir())
 
 
 def provider_mirror() -> Path:
@@ -73,13 +79,13 @@ def provider_mirror() -> Path:
     explicit = os.environ.get("TF_PROVIDER_MIRROR")
     if explicit:
         path = Path(explicit)
-        if not (path / PROVIDER).is_dir():
-            raise TerraformUnavailable(f"TF_PROVIDER_MIRROR has no {PROVIDER} directory")
+        if not _has_provider(path):
+            raise TerraformUnavailable(f"TF_PROVIDER_MIRROR has no <host>/{PROVIDER} directory")
         return path
     remembered = CACHE / "mirror-path"
     if remembered.exists():
         path = Path(remembered.read_text(encoding="utf-8").strip())
-        if (path / PROVIDER).is_dir():
+        if _has_provider(path):
             return path
     for root in MIRROR_SEARCH_ROOTS:
         if not root.is_dir():
@@ -89,7 +95,7 @@ def provider_mirror() -> Path:
                 "find", str(root), "-maxdepth", "9",
                 "(", "-path", "/proc", "-o", "-path", "/sys", "-o", "-path", "/dev", "-o", "-path", str(REPO), ")",
                 "-prune", "-o",
-                "-path", f"*{PROVIDER}/*", "-name", "terraform-provider-aws*", "-print",
+                "-path", f"*/{PROVIDER}/*", "-name", "terraform-provider-aws*", "-print",
             ],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
@@ -106,14 +112,7 @@ def cli_config() -> Path:
     """A CLI configuration that installs the AWS provider from the mirror and never from the network."""
     mirror = provider_mirror()
     path = CACHE / "terraform.tfrc"
-    text = (
-        "provider_installation {\n"
-        "  filesystem_mirror {\n"
-        f"    path    = {json.dumps(str(mirror))}\n"
-        f'    include = ["{PROVIDER}"]\n'
-        "  }\n"
-        "}\n"
-    )
+    text = f"provider_installation {{\n  filesystem_mirror {{\n    path = {json.dumps(str(mirror))}\n  }}\n}}\n"
     CACHE.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")
