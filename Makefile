@@ -18,7 +18,7 @@ RUN := $(UV) run --frozen
 SYNCED := .venv/.synced
 PREFIX ?= $(HOME)/.local
 
-.PHONY: help bootstrap install demo test e2e lint fmt build bench
+.PHONY: help bootstrap install demo test e2e lint fmt build bench infra-mutations
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -46,6 +46,9 @@ demo: $(SYNCED) ## The whole pipeline on an embedded AWS emulator, with a report
 test: $(SYNCED) ## Run the whole offline suite (unit, integration, fast e2e, smoke benchmarks)
 	$(RUN) pytest --cov --cov-report=term
 
+infra-mutations: $(SYNCED) ## Break infra/ on purpose (every listed mutation) and show which plan test catches each
+	$(RUN) python -m tests.infra.tfharness mutations
+
 e2e: $(SYNCED) ## Every end-to-end scenario on the embedded pipeline (E2E_ARGS="--target aws --env dev" ...)
 	$(RUN) python -m e2e_tests --config e2e_tests/configs/*.json $(E2E_ARGS)
 
@@ -54,7 +57,7 @@ lint: $(SYNCED) ## ruff, mypy --strict, bandit, terraform fmt and checkov over i
 	$(RUN) ruff format --check .
 	$(RUN) mypy --strict
 	$(RUN) bandit -q -c pyproject.toml -r src
-	./infra/check.sh
+	UV="$(UV)" ./infra/check.sh
 
 fmt: $(SYNCED) ## Apply ruff's formatting and safe fixes
 	$(RUN) ruff check --fix .

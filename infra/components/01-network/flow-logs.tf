@@ -11,19 +11,19 @@ resource "aws_kms_key" "flow_logs" {
       {
         Sid       = "AccountAdministersThroughIam"
         Effect    = "Allow"
-        Principal = { AWS = "arn:aws:iam::${data.aws_caller_identity.current.account_id}:root" }
+        Principal = { AWS = "arn:aws:iam::${local.account_id}:root" }
         Action    = "kms:*"
         Resource  = "*"
       },
       {
         Sid       = "CloudWatchLogsEncryptsThisLogGroup"
         Effect    = "Allow"
-        Principal = { Service = "logs.${data.aws_region.current.region}.amazonaws.com" }
+        Principal = { Service = "logs.${local.region}.amazonaws.com" }
         Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
         Resource  = "*"
         Condition = {
           ArnEquals = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:aws:logs:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}:log-group:/vpc/${local.name}/flow-logs"
+            "kms:EncryptionContext:aws:logs:arn" = "arn:aws:logs:${local.region}:${local.account_id}:log-group:/vpc/${local.name}/flow-logs"
           }
         }
       },
@@ -52,7 +52,7 @@ data "aws_iam_policy_document" "flow_logs_assume" {
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
+      values   = [local.account_id]
     }
   }
 }

@@ -7,11 +7,11 @@
 locals {
   component = "01-network"
   name      = "${var.project}-${var.environment}"
+  # allowed_account_ids pins the provider to var.aws_account_id, and the provider runs in var.aws_region,
+  # so neither needs a data source (which plan-time mocks could not answer).
+  account_id = var.aws_account_id
+  region     = var.aws_region
 }
-
-data "aws_caller_identity" "current" {}
-
-data "aws_region" "current" {}
 
 # Resolves the configured zone names, failing the plan if one does not exist or is not available.
 data "aws_availability_zones" "selected" {
@@ -24,7 +24,7 @@ data "aws_availability_zones" "selected" {
 
   lifecycle {
     postcondition {
-      condition     = length(self.names) == length(var.availability_zones)
+      condition     = length(setsubtract(var.availability_zones, self.names)) == 0
       error_message = "Some availability_zones are not available in this region."
     }
   }
@@ -49,11 +49,11 @@ resource "aws_subnet" "private" {
   count = length(var.availability_zones)
 
   vpc_id                  = aws_vpc.this.id
-  availability_zone       = data.aws_availability_zones.selected.names[count.index]
+  availability_zone       = var.availability_zones[count.index]
   cidr_block              = cidrsubnet(var.vpc_cidr, 4, count.index)
   map_public_ip_on_launch = false
 
-  tags = { Name = "${local.name}-private-${data.aws_availability_zones.selected.names[count.index]}" }
+  tags = { Name = "${local.name}-private-${var.availability_zones[count.index]}" }
 }
 
 resource "aws_route_table" "private" {
@@ -92,19 +92,19 @@ data "aws_iam_policy_document" "s3_endpoint" {
     condition {
       test     = "StringEquals"
       variable = "aws:ResourceAccount"
-      values   = [data.aws_caller_identity.current.account_id]
+      values   = [local.account_id]
     }
     condition {
       test     = "StringEquals"
       variable = "aws:PrincipalAccount"
-      values   = [data.aws_caller_identity.current.account_id]
+      values   = [local.account_id]
     }
   }
 }
 
 resource "aws_vpc_endpoint" "s3" {
   vpc_id            = aws_vpc.this.id
-  service_name      = "com.amazonaws.${data.aws_region.current.region}.s3"
+  service_name      = "com.amazonaws.${local.region}.s3"
   vpc_endpoint_type = "Gateway"
   route_table_ids   = [aws_route_table.private.id]
   policy            = data.aws_iam_policy_document.s3_endpoint.json
@@ -121,25 +121,21 @@ data "aws_iam_policy_document" "dynamodb_endpoint" {
       identifiers = ["*"]
     }
     actions = [
-      "dynamodb:GetItem",
       "dynamodb:PutItem",
-      "dynamodb:UpdateItem",
-      "dynamodb:DeleteItem",
       "dynamodb:BatchWriteItem",
-      "dynamodb:ConditionCheckItem",
     ]
-    resources = ["arn:aws:dynamodb:${data.aws_region.current.region}:${data.aws_caller_identity.current.account_id}:table/*"]
+    resources = ["arn:aws:dynamodb:${local.region}:${local.account_id}:table/*"]
     condition {
       test     = "StringEquals"
       variable = "aws:PrincipalAccount"
-      values   = [data.aws_caller_identity.current.account_id]
+      values   = [local.account_id]
     }
   }
 }
 
 resource "aws_vpc_endpoint" "dynamodb" {
   vpc_id            = aws_vpc.this.id
-  service_name      = "com.amazonaws.${data.aws_region.current.region}.dynamodb"
+  service_name      = "com.amazonaws.${local.region}.dynamodb"
   vpc_endpoint_type = "Gateway"
   route_table_ids   = [aws_route_table.private.id]
   policy            = data.aws_iam_policy_document.dynamodb_endpoint.json

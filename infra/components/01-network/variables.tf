@@ -15,8 +15,24 @@ variable "environment" {
 }
 
 variable "aws_region" {
-  description = "Region the pipeline runs in."
+  description = "Region the pipeline runs in: the design names London (eu-west-2), where the data must stay."
   type        = string
+  default     = "eu-west-2"
+
+  validation {
+    condition     = var.aws_region == "eu-west-2"
+    error_message = "The design places the pipeline in eu-west-2 (London); change the design before the region."
+  }
+}
+
+variable "aws_account_id" {
+  description = "The environment's AWS account: the provider refuses to run with credentials of any other (allowed_account_ids)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.aws_account_id))
+    error_message = "aws_account_id must be a 12-digit AWS account ID."
+  }
 }
 
 variable "vpc_cidr" {

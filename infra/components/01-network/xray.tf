@@ -24,7 +24,7 @@ resource "aws_vpc_endpoint" "xray" {
   count = var.xray_endpoint ? 1 : 0
 
   vpc_id              = aws_vpc.this.id
-  service_name        = "com.amazonaws.${data.aws_region.current.region}.xray"
+  service_name        = "com.amazonaws.${local.region}.xray"
   vpc_endpoint_type   = "Interface"
   subnet_ids          = aws_subnet.private[*].id
   security_group_ids  = [aws_security_group.endpoints[0].id]

@@ -1,4 +1,5 @@
-# The four buckets share one hardened baseline (for_each below): public access blocked, ACLs disabled
+# The four buckets share one hardened baseline (for_each below; each map names the bucket resources
+# directly so checkov can connect every baseline resource to its bucket): public access blocked, ACLs disabled
 # (BucketOwnerEnforced), versioning, default encryption and a policy that refuses plain HTTP and TLS
 # older than 1.2. What differs per bucket (who may write, lifecycle) is spelled out after the baseline.
 
@@ -11,6 +12,12 @@ locals {
     access_logs  = null
   }
   logged_buckets = toset(["landing", "archive", "distribution"])
+  buckets = {
+    landing      = aws_s3_bucket.landing
+    archive      = aws_s3_bucket.archive
+    distribution = aws_s3_bucket.distribution
+    access_logs  = aws_s3_bucket.access_logs
+  }
   bucket_rules = {
     landing      = data.aws_iam_policy_document.landing_rules.json
     archive      = data.aws_iam_policy_document.archive_rules.json
@@ -19,21 +26,65 @@ locals {
   }
 }
 
-resource "aws_s3_bucket" "this" {
-  for_each = local.bucket_names
-  #checkov:skip=CKV_AWS_144:Single-region by design (SPEC); Archive durability comes from S3 itself, versioning and the version-deletion deny. Cross-region replication is an optional add-on described in infra/README.md.
-  #checkov:skip=CKV2_AWS_62:Only Landing's events drive the pipeline (aws_s3_bucket_notification.landing); Archive, Distribution and the log bucket have no event consumer.
-  #checkov:skip=CKV_AWS_18:The access-log bucket does not log into itself (that would loop); the three data buckets log to it through aws_s3_bucket_logging.this.
-  #checkov:skip=CKV2_AWS_61:Every bucket has its own lifecycle configuration below (landing, archive, distribution, access_logs); the graph check cannot follow references into for_each instances. tests/infra asserts each one exists and aborts incomplete multipart uploads.
-  #checkov:skip=CKV_AWS_145:The access-log bucket must use SSE-S3: S3 server access logging cannot deliver to an SSE-KMS bucket. The data buckets use customer-managed KMS keys.
-  bucket        = each.value
+# One resource per bucket, so each checkov skip below names the one bucket it is about.
+resource "aws_s3_bucket" "landing" {
+  #checkov:skip=CKV_AWS_144:Landing is a 7-day transit area (SPEC N7); a lost region loses at most unprocessed uploads, which the third party can resend. Archive is the copy worth replicating.
+  bucket        = local.bucket_names.landing
   force_destroy = false
 }
 
-resource "aws_s3_bucket_public_access_block" "this" {
-  for_each = aws_s3_bucket.this
+resource "aws_s3_bucket" "archive" {
+  #checkov:skip=CKV2_AWS_62:Nothing consumes Archive's events; bundles are read only by operators replaying them.
+  #checkov:skip=CKV_AWS_144:Single region by design (SPEC); Archive is protected by versioning, Object Lock and S3's durability. A second copy is an option described in infra/README.md (replication or AWS Backup).
+  bucket        = local.bucket_names.archive
+  force_destroy = false
+}
 
-  bucket                  = each.value.id
+resource "aws_s3_bucket" "distribution" {
+  #checkov:skip=CKV2_AWS_62:The on-premise consumer polls Distribution (SPEC R4); nothing consumes its events.
+  #checkov:skip=CKV_AWS_144:Distribution is a transient mailbox; every bundle in it is also in Archive, from which operators replay.
+  bucket        = local.bucket_names.distribution
+  force_destroy = false
+}
+
+resource "aws_s3_bucket" "access_logs" {
+  #checkov:skip=CKV2_AWS_62:Nothing consumes the access-log bucket's events.
+  #checkov:skip=CKV_AWS_144:Access logs are diagnostics kept in the region they describe.
+  #checkov:skip=CKV_AWS_18:The access-log bucket does not log into itself (that would loop); the three data buckets log to it through aws_s3_bucket_logging.this.
+  #checkov:skip=CKV_AWS_145:S3 server access logging cannot deliver to an SSE-KMS bucket, so this bucket uses SSE-S3; the data buckets use customer-managed keys.
+  bucket        = local.bucket_names.access_logs
+  force_destroy = false
+}
+
+moved {
+  from = aws_s3_bucket.this["landing"]
+  to   = aws_s3_bucket.landing
+}
+
+moved {
+  from = aws_s3_bucket.this["archive"]
+  to   = aws_s3_bucket.archive
+}
+
+moved {
+  from = aws_s3_bucket.this["distribution"]
+  to   = aws_s3_bucket.distribution
+}
+
+moved {
+  from = aws_s3_bucket.this["access_logs"]
+  to   = aws_s3_bucket.access_logs
+}
+
+resource "aws_s3_bucket_public_access_block" "this" {
+  for_each = {
+    landing      = aws_s3_bucket.landing.id
+    archive      = aws_s3_bucket.archive.id
+    distribution = aws_s3_bucket.distribution.id
+    access_logs  = aws_s3_bucket.access_logs.id
+  }
+
+  bucket                  = each.value
   block_public_acls       = true
   block_public_policy     = true
   ignore_public_acls      = true
@@ -41,27 +92,42 @@ resource "aws_s3_bucket_public_access_block" "this" {
 }
 
 resource "aws_s3_bucket_ownership_controls" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = {
+    landing      = aws_s3_bucket.landing.id
+    archive      = aws_s3_bucket.archive.id
+    distribution = aws_s3_bucket.distribution.id
+    access_logs  = aws_s3_bucket.access_logs.id
+  }
 
-  bucket = each.value.id
+  bucket = each.value
   rule {
     object_ownership = "BucketOwnerEnforced"
   }
 }
 
 resource "aws_s3_bucket_versioning" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = {
+    landing      = aws_s3_bucket.landing.id
+    archive      = aws_s3_bucket.archive.id
+    distribution = aws_s3_bucket.distribution.id
+    access_logs  = aws_s3_bucket.access_logs.id
+  }
 
-  bucket = each.value.id
+  bucket = each.value
   versioning_configuration {
     status = "Enabled"
   }
 }
 
 resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = {
+    landing      = aws_s3_bucket.landing.id
+    archive      = aws_s3_bucket.archive.id
+    distribution = aws_s3_bucket.distribution.id
+    access_logs  = aws_s3_bucket.access_logs.id
+  }
 
-  bucket = each.value.id
+  bucket = each.value
   rule {
     apply_server_side_encryption_by_default {
       sse_algorithm     = local.bucket_kms_keys[each.key] == null ? "AES256" : "aws:kms"
@@ -73,10 +139,14 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
 }
 
 resource "aws_s3_bucket_logging" "this" {
-  for_each = local.logged_buckets
+  for_each = {
+    landing      = aws_s3_bucket.landing.id
+    archive      = aws_s3_bucket.archive.id
+    distribution = aws_s3_bucket.distribution.id
+  }
 
-  bucket        = aws_s3_bucket.this[each.key].id
-  target_bucket = aws_s3_bucket.this["access_logs"].id
+  bucket        = each.value
+  target_bucket = aws_s3_bucket.access_logs.id
   target_prefix = "${each.key}/"
 }
 
@@ -93,7 +163,7 @@ data "aws_iam_policy_document" "bucket" {
       type        = "*"
       identifiers = ["*"]
     }
-    resources = [aws_s3_bucket.this[each.key].arn, "${aws_s3_bucket.this[each.key].arn}/*"]
+    resources = [local.buckets[each.key].arn, "${local.buckets[each.key].arn}/*"]
     condition {
       test     = "Bool"
       variable = "aws:SecureTransport"
@@ -109,7 +179,7 @@ data "aws_iam_policy_document" "bucket" {
       type        = "*"
       identifiers = ["*"]
     }
-    resources = [aws_s3_bucket.this[each.key].arn, "${aws_s3_bucket.this[each.key].arn}/*"]
+    resources = [local.buckets[each.key].arn, "${local.buckets[each.key].arn}/*"]
     condition {
       test     = "NumericLessThan"
       variable = "s3:TlsVersion"
@@ -119,9 +189,14 @@ data "aws_iam_policy_document" "bucket" {
 }
 
 resource "aws_s3_bucket_policy" "this" {
-  for_each = aws_s3_bucket.this
+  for_each = {
+    landing      = aws_s3_bucket.landing.id
+    archive      = aws_s3_bucket.archive.id
+    distribution = aws_s3_bucket.distribution.id
+    access_logs  = aws_s3_bucket.access_logs.id
+  }
 
-  bucket = each.value.id
+  bucket = each.value
   policy = data.aws_iam_policy_document.bucket[each.key].json
 
   # The policy may only land once public-access blocks are in place.
@@ -140,7 +215,7 @@ data "aws_iam_policy_document" "landing_rules" {
       type        = "*"
       identifiers = ["*"]
     }
-    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+    resources = ["${aws_s3_bucket.landing.arn}/*"]
     condition {
       test     = "NotIpAddress"
       variable = "aws:SourceIp"
@@ -157,7 +232,7 @@ data "aws_iam_policy_document" "landing_rules" {
       type        = "*"
       identifiers = ["*"]
     }
-    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+    resources = ["${aws_s3_bucket.landing.arn}/*"]
     condition {
       test     = "ArnNotEquals"
       variable = "aws:PrincipalArn"
@@ -173,7 +248,58 @@ data "aws_iam_policy_document" "landing_rules" {
       type        = "AWS"
       identifiers = [aws_iam_role.consumer.arn]
     }
-    resources = [aws_s3_bucket.this["landing"].arn, "${aws_s3_bucket.this["landing"].arn}/*"]
+    resources = [aws_s3_bucket.landing.arn, "${aws_s3_bucket.landing.arn}/*"]
+  }
+
+  # The aggregator reads with its grant on Landing's key only: an object encrypted with a key the
+  # uploader supplies (SSE-C) or any other KMS key, or with S3's own key, would be accepted here and
+  # then fail every fetch until it reached the DLQ. Refuse such uploads at the door instead.
+  statement {
+    sid     = "DenyCustomerProvidedKeys"
+    effect  = "Deny"
+    actions = ["s3:PutObject"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = ["${aws_s3_bucket.landing.arn}/*"]
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption-customer-algorithm"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid     = "DenyEncryptionOtherThanLandingKms"
+    effect  = "Deny"
+    actions = ["s3:PutObject"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = ["${aws_s3_bucket.landing.arn}/*"]
+    condition {
+      test     = "StringNotEqualsIfExists"
+      variable = "s3:x-amz-server-side-encryption"
+      values   = ["aws:kms"]
+    }
+  }
+
+  statement {
+    sid     = "DenyKmsKeysOtherThanLandings"
+    effect  = "Deny"
+    actions = ["s3:PutObject"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = ["${aws_s3_bucket.landing.arn}/*"]
+    condition {
+      test     = "StringNotEqualsIfExists"
+      variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+      values   = [aws_kms_key.landing.arn]
+    }
   }
 }
 
@@ -188,7 +314,19 @@ data "aws_iam_policy_document" "archive_rules" {
       type        = "*"
       identifiers = ["*"]
     }
-    resources = ["${aws_s3_bucket.this["archive"].arn}/*"]
+    resources = ["${aws_s3_bucket.archive.arn}/*"]
+  }
+
+  # Object Lock holds each bundle for its retention; nobody may shorten it or lift it.
+  statement {
+    sid     = "DenyLockBypassAndRetentionChanges"
+    effect  = "Deny"
+    actions = ["s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutObjectLegalHold", "s3:PutBucketObjectLockConfiguration"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    resources = [aws_s3_bucket.archive.arn, "${aws_s3_bucket.archive.arn}/*"]
   }
 
   statement {
@@ -199,11 +337,40 @@ data "aws_iam_policy_document" "archive_rules" {
       type        = "AWS"
       identifiers = [aws_iam_role.consumer.arn, aws_iam_role.uploader.arn]
     }
-    resources = [aws_s3_bucket.this["archive"].arn, "${aws_s3_bucket.this["archive"].arn}/*"]
+    resources = [aws_s3_bucket.archive.arn, "${aws_s3_bucket.archive.arn}/*"]
   }
 }
 
 data "aws_iam_policy_document" "distribution_rules" {
+  # The consumer's credentials are only good from the on-premise network (an S3 interface endpoint
+  # reached over the private link, or the site's egress addresses), so a leaked key is useless elsewhere.
+  statement {
+    sid     = "DenyConsumerOutsideItsNetwork"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    principals {
+      type        = "AWS"
+      identifiers = [aws_iam_role.consumer.arn]
+    }
+    resources = [aws_s3_bucket.distribution.arn, "${aws_s3_bucket.distribution.arn}/*"]
+    dynamic "condition" {
+      for_each = length(var.consumer_source_vpce_ids) > 0 ? [var.consumer_source_vpce_ids] : []
+      content {
+        test     = "StringNotEquals"
+        variable = "aws:SourceVpce"
+        values   = condition.value
+      }
+    }
+    dynamic "condition" {
+      for_each = length(var.consumer_source_cidrs) > 0 ? [var.consumer_source_cidrs] : []
+      content {
+        test     = "NotIpAddress"
+        variable = "aws:SourceIp"
+        values   = condition.value
+      }
+    }
+  }
+
   statement {
     sid     = "DenyUploader"
     effect  = "Deny"
@@ -212,7 +379,7 @@ data "aws_iam_policy_document" "distribution_rules" {
       type        = "AWS"
       identifiers = [aws_iam_role.uploader.arn]
     }
-    resources = [aws_s3_bucket.this["distribution"].arn, "${aws_s3_bucket.this["distribution"].arn}/*"]
+    resources = [aws_s3_bucket.distribution.arn, "${aws_s3_bucket.distribution.arn}/*"]
   }
 }
 
@@ -225,11 +392,11 @@ data "aws_iam_policy_document" "access_logs_rules" {
       type        = "Service"
       identifiers = ["logging.s3.amazonaws.com"]
     }
-    resources = ["${aws_s3_bucket.this["access_logs"].arn}/*"]
+    resources = ["${aws_s3_bucket.access_logs.arn}/*"]
     condition {
       test     = "ArnLike"
       variable = "aws:SourceArn"
-      values   = [for key in local.logged_buckets : aws_s3_bucket.this[key].arn]
+      values   = [for key in local.logged_buckets : local.buckets[key].arn]
     }
     condition {
       test     = "StringEquals"
@@ -239,21 +406,41 @@ data "aws_iam_policy_document" "access_logs_rules" {
   }
 }
 
+# --- Archive immutability -----------------------------------------------------------------------------
+
+# Every bundle version is locked for archive_object_lock_days from its creation. In COMPLIANCE mode (prod)
+# no principal, the account root included, can delete or overwrite-then-purge it or shorten the lock;
+# GOVERNANCE (dev) lets a principal with s3:BypassGovernanceRetention do so, and the bucket policy denies
+# that permission to everyone. Enabling Object Lock on the existing versioned bucket keeps its data.
+resource "aws_s3_bucket_object_lock_configuration" "archive" {
+  bucket = aws_s3_bucket.archive.id
+
+  rule {
+    default_retention {
+      mode = var.archive_object_lock_mode
+      days = var.archive_object_lock_days
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
 # --- Lifecycle (SPEC N7) ------------------------------------------------------------------------------
 
 resource "aws_s3_bucket_lifecycle_configuration" "landing" {
-  bucket = aws_s3_bucket.this["landing"].id
+  bucket = aws_s3_bucket.landing.id
 
   rule {
     id     = "expire-uploads"
     status = "Enabled"
     filter {}
+    # Data stays landing_retention_days in all (SPEC N7): current for the first part, then as a
+    # noncurrent version, still readable by the versionId its event carries, until the total is up.
     expiration {
-      days = var.landing_retention_days
+      days = var.landing_retention_days - var.landing_noncurrent_days
     }
-    # An overwritten version may still be waiting in the queue (up to 4 days): keep it as long.
     noncurrent_version_expiration {
-      noncurrent_days = var.landing_retention_days
+      noncurrent_days = var.landing_noncurrent_days
     }
     abort_incomplete_multipart_upload {
       days_after_initiation = 1
@@ -270,10 +457,17 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
   }
 
   depends_on = [aws_s3_bucket_versioning.this]
+
+  lifecycle {
+    precondition {
+      condition     = var.landing_noncurrent_days * 86400 >= var.queue_message_retention_seconds
+      error_message = "An overwritten Landing version must stay readable as long as its event can wait in the queue: landing_noncurrent_days x 86400 >= queue retention."
+    }
+  }
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "archive" {
-  bucket = aws_s3_bucket.this["archive"].id
+  bucket = aws_s3_bucket.archive.id
 
   rule {
     id     = "deep-archive"
@@ -295,7 +489,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "archive" {
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "distribution" {
-  bucket = aws_s3_bucket.this["distribution"].id
+  bucket = aws_s3_bucket.distribution.id
 
   # Current objects never expire here: the consumer deletes them, and the backlog alarms watch the rest.
   rule {
@@ -323,7 +517,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "distribution" {
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
-  bucket = aws_s3_bucket.this["access_logs"].id
+  bucket = aws_s3_bucket.access_logs.id
 
   rule {
     id     = "expire-logs"
@@ -341,19 +535,4 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
   }
 
   depends_on = [aws_s3_bucket_versioning.this]
-}
-
-# --- Landing events to the queue ----------------------------------------------------------------------
-
-resource "aws_s3_bucket_notification" "landing" {
-  bucket = aws_s3_bucket.this["landing"].id
-
-  queue {
-    id        = "object-created"
-    queue_arn = aws_sqs_queue.events.arn
-    events    = ["s3:ObjectCreated:*"]
-  }
-
-  # S3 validates the destination when the notification is saved: the queue must already accept it.
-  depends_on = [aws_sqs_queue_policy.events]
 }

@@ -7,6 +7,13 @@
 # kms:ViaService; AWS services that encrypt on our behalf are named in the key policy with conditions.
 
 locals {
+  landing_arn = "arn:aws:s3:::${local.bucket_names.landing}"
+  kms_event_publishers = {
+    direct      = { services = ["s3.amazonaws.com"], source_arns = [local.landing_arn] }
+    sns         = { services = ["s3.amazonaws.com", "sns.amazonaws.com"], source_arns = [local.landing_arn, local.landing_events_topic_arn] }
+    eventbridge = { services = ["events.amazonaws.com"], source_arns = [local.landing_events_rule_arn] }
+  }
+
   account_statement = {
     Sid       = "AccountAdministersThroughIam"
     Effect    = "Allow"
@@ -55,15 +62,16 @@ resource "aws_kms_key" "pipeline" {
     Statement = [
       local.account_statement,
       {
-        # S3 encrypts the event notifications it sends to the encrypted queue.
-        Sid       = "S3SendsLandingEventsToTheQueue"
+        # The events' publisher encrypts what it sends into the encrypted queue (and S3 into the
+        # encrypted topic on the sns path): S3 for Landing, the Landing topic or the Landing rule.
+        Sid       = "LandingEventsPublisherEncrypts"
         Effect    = "Allow"
-        Principal = { Service = "s3.amazonaws.com" }
+        Principal = { Service = local.kms_event_publishers[var.notification_path].services }
         Action    = ["kms:GenerateDataKey", "kms:Decrypt"]
         Resource  = "*"
         Condition = {
           StringEquals = { "aws:SourceAccount" = local.account_id }
-          ArnLike      = { "aws:SourceArn" = "arn:aws:s3:::${local.bucket_names.landing}" }
+          ArnLike      = { "aws:SourceArn" = local.kms_event_publishers[var.notification_path].source_arns }
         }
       },
       {
@@ -87,6 +95,8 @@ resource "aws_kms_key" "pipeline" {
         Resource  = "*"
         Condition = {
           StringEquals = { "aws:SourceAccount" = local.account_id }
+          # Only this environment's alarms (04-observability names them "<project>-<env>-...").
+          ArnLike = { "aws:SourceArn" = "arn:aws:cloudwatch:${local.region}:${local.account_id}:alarm:${local.name}-*" }
         }
       },
     ]

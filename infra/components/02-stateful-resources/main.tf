@@ -3,10 +3,12 @@
 # whose function reads these names from this component's remote state.
 
 locals {
-  component  = "02-stateful-resources"
-  name       = "${var.project}-${var.environment}"
-  account_id = data.aws_caller_identity.current.account_id
-  region     = data.aws_region.current.region
+  component = "02-stateful-resources"
+  name      = "${var.project}-${var.environment}"
+  # allowed_account_ids pins the provider to var.aws_account_id, and the provider runs in var.aws_region,
+  # so neither needs a data source (which plan-time mocks could not answer).
+  account_id = var.aws_account_id
+  region     = var.aws_region
   # Bucket names are global: the account ID keeps two accounts (or two copies of the project) apart.
   bucket_names = {
     landing      = "${local.name}-landing-${local.account_id}"
@@ -17,6 +19,3 @@ locals {
   account_root = "arn:aws:iam::${local.account_id}:root"
 }
 
-data "aws_caller_identity" "current" {}
-
-data "aws_region" "current" {}

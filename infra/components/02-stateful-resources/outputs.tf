@@ -1,11 +1,11 @@
 output "bucket_names" {
   description = "Bucket names by role: landing, archive, distribution, access_logs."
-  value       = { for key, bucket in aws_s3_bucket.this : key => bucket.bucket }
+  value       = { for key, bucket in local.buckets : key => bucket.bucket }
 }
 
 output "bucket_arns" {
   description = "Bucket ARNs by role."
-  value       = { for key, bucket in aws_s3_bucket.this : key => bucket.arn }
+  value       = { for key, bucket in local.buckets : key => bucket.arn }
 }
 
 output "kms_key_arns" {
@@ -41,6 +41,11 @@ output "queue_visibility_timeout_seconds" {
 output "queue_message_retention_seconds" {
   description = "Event queue retention, checked against the idempotency TTL by 03-application."
   value       = aws_sqs_queue.events.message_retention_seconds
+}
+
+output "dlq_message_retention_seconds" {
+  description = "Dead-letter queue retention, checked against the idempotency TTL by 03-application."
+  value       = aws_sqs_queue.dlq.message_retention_seconds
 }
 
 output "dlq_arn" {

@@ -40,19 +40,20 @@ resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
 }
 
 data "aws_iam_policy_document" "events_queue" {
+  # Exactly one publisher: the Landing bucket, its SNS topic or its EventBridge rule (events.tf).
   statement {
-    sid     = "LandingBucketSendsEvents"
+    sid     = "LandingEventsPublisherSends"
     effect  = "Allow"
     actions = ["sqs:SendMessage"]
     principals {
       type        = "Service"
-      identifiers = ["s3.amazonaws.com"]
+      identifiers = [local.queue_publisher.service]
     }
     resources = [aws_sqs_queue.events.arn]
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_s3_bucket.this["landing"].arn]
+      values   = [local.queue_publisher.source_arn]
     }
     condition {
       test     = "StringEquals"

@@ -36,7 +36,7 @@ data "aws_iam_policy_document" "uploader" {
   statement {
     sid       = "PutIntoLandingFromKnownAddresses"
     actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+    resources = ["${aws_s3_bucket.landing.arn}/*"]
     condition {
       test     = "IpAddress"
       variable = "aws:SourceIp"
@@ -80,6 +80,14 @@ data "aws_iam_policy_document" "consumer_assume" {
       type        = "AWS"
       identifiers = local.consumer_trusted
     }
+    dynamic "condition" {
+      for_each = var.consumer_external_id == null ? [] : [var.consumer_external_id]
+      content {
+        test     = "StringEquals"
+        variable = "sts:ExternalId"
+        values   = [condition.value]
+      }
+    }
   }
 }
 
@@ -94,13 +102,18 @@ data "aws_iam_policy_document" "consumer" {
   statement {
     sid       = "ListDistribution"
     actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.this["distribution"].arn]
+    resources = [aws_s3_bucket.distribution.arn]
   }
 
   statement {
     sid       = "GetAndDeleteBundles"
     actions   = ["s3:GetObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.this["distribution"].arn}/*"]
+    resources = ["${aws_s3_bucket.distribution.arn}/*"]
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["true"]
+    }
   }
 
   statement {

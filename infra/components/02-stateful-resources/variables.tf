@@ -15,8 +15,24 @@ variable "environment" {
 }
 
 variable "aws_region" {
-  description = "Region the pipeline runs in."
+  description = "Region the pipeline runs in: the design names London (eu-west-2), where the data must stay."
   type        = string
+  default     = "eu-west-2"
+
+  validation {
+    condition     = var.aws_region == "eu-west-2"
+    error_message = "The design places the pipeline in eu-west-2 (London); change the design before the region."
+  }
+}
+
+variable "aws_account_id" {
+  description = "The environment's AWS account: the provider refuses to run with credentials of any other (allowed_account_ids)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.aws_account_id))
+    error_message = "aws_account_id must be a 12-digit AWS account ID."
+  }
 }
 
 # --- Who may write to Landing and read from Distribution ------------------------------------------
@@ -32,30 +48,142 @@ variable "uploader_source_cidrs" {
 }
 
 variable "uploader_trusted_principal_arns" {
-  description = "Principals allowed to assume the uploader role (the third party's role or account); empty means this account."
+  description = "Roles or users allowed to assume the uploader role (the third party's); empty means this account's root, which only dev accepts."
   type        = list(string)
   default     = []
+
+  validation {
+    condition = var.environment == "dev" || (
+      length(var.uploader_trusted_principal_arns) > 0 &&
+      alltrue([for arn in var.uploader_trusted_principal_arns : can(regex("^arn:aws:iam::[0-9]{12}:(role|user)/.+$", arn))])
+    )
+    error_message = "Outside dev the uploader role trusts named roles or users only (arn:aws:iam::<account>:role/<name>), never an account or its root."
+  }
+
+  validation {
+    condition = var.uploader_external_id != null || alltrue([
+      for arn in var.uploader_trusted_principal_arns : try(regex("^arn:aws:iam::([0-9]{12}):", arn)[0], arn) == var.aws_account_id
+    ])
+    error_message = "A principal from another account must present sts:ExternalId (confused-deputy guard): set uploader_external_id."
+  }
 }
 
 variable "uploader_external_id" {
-  description = "External ID the third party must present when assuming the uploader role (confused-deputy guard); null for none."
+  description = "External ID the uploader must present when assuming the role; required when a trusted principal is in another account."
   type        = string
   default     = null
   sensitive   = true
 }
 
 variable "consumer_trusted_principal_arns" {
-  description = "Principals allowed to assume the consumer role (the on-premise consumer's identity); empty means this account."
+  description = "Roles or users allowed to assume the consumer role (the on-premise consumer's, e.g. its IAM Roles Anywhere role); empty means this account's root, which only dev accepts."
   type        = list(string)
   default     = []
+
+  validation {
+    condition = var.environment == "dev" || (
+      length(var.consumer_trusted_principal_arns) > 0 &&
+      alltrue([for arn in var.consumer_trusted_principal_arns : can(regex("^arn:aws:iam::[0-9]{12}:(role|user)/.+$", arn))])
+    )
+    error_message = "Outside dev the consumer role trusts named roles or users only (arn:aws:iam::<account>:role/<name>), never an account or its root."
+  }
+
+  validation {
+    condition = var.consumer_external_id != null || alltrue([
+      for arn in var.consumer_trusted_principal_arns : try(regex("^arn:aws:iam::([0-9]{12}):", arn)[0], arn) == var.aws_account_id
+    ])
+    error_message = "A principal from another account must present sts:ExternalId (confused-deputy guard): set consumer_external_id."
+  }
+}
+
+variable "consumer_external_id" {
+  description = "External ID the consumer must present when assuming the role; required when a trusted principal is in another account."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+# --- Where the consumer may reach Distribution from (exactly one of the two) ----------------------
+
+variable "consumer_source_cidrs" {
+  description = "The on-premise site's public egress ranges: the consumer is denied Distribution from anywhere else (aws:SourceIp)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = !contains(var.consumer_source_cidrs, "0.0.0.0/0")
+    error_message = "0.0.0.0/0 is no network binding."
+  }
+}
+
+variable "consumer_source_vpce_ids" {
+  description = "S3 interface endpoints the on-premise site reaches S3 through (Direct Connect or VPN): the consumer is denied Distribution through any other path (aws:SourceVpce)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = (length(var.consumer_source_vpce_ids) > 0) != (length(var.consumer_source_cidrs) > 0)
+    error_message = "Bind the consumer to its network with exactly one of consumer_source_cidrs (public egress) or consumer_source_vpce_ids (interface endpoint)."
+  }
+}
+
+variable "notification_path" {
+  description = "How Landing's ObjectCreated events reach the queue: direct (S3 notification), sns (through a topic, envelope not raw) or eventbridge (S3 events to EventBridge, a rule to the queue)."
+  type        = string
+  default     = "direct"
+
+  validation {
+    condition     = contains(["direct", "sns", "eventbridge"], var.notification_path)
+    error_message = "notification_path is direct, sns or eventbridge."
+  }
 }
 
 # --- Retention (SPEC N4, N7) -----------------------------------------------------------------------
 
 variable "landing_retention_days" {
-  description = "Days an uploaded file (and any overwritten version) stays in Landing."
+  description = "Days any uploaded byte stays in Landing in all, current and noncurrent versions together (SPEC N7)."
   type        = number
   default     = 7
+
+  validation {
+    condition     = var.landing_retention_days >= 1 && var.landing_retention_days <= 7
+    error_message = "SPEC N7 keeps Landing data 7 days at most."
+  }
+}
+
+variable "landing_noncurrent_days" {
+  description = "Of landing_retention_days, the days a version stays after it stops being current (overwritten or expired); it must cover the queue's retention so a waiting event still finds its version."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.landing_noncurrent_days >= 1 && var.landing_noncurrent_days < var.landing_retention_days
+    error_message = "landing_noncurrent_days must be at least 1 and leave at least one current day within landing_retention_days."
+  }
+}
+
+# --- Archive immutability ---------------------------------------------------------------------------
+
+variable "archive_object_lock_mode" {
+  description = "Object Lock mode of Archive bundles: COMPLIANCE (nobody, root included, can delete within the retention; required in prod) or GOVERNANCE."
+  type        = string
+  default     = "COMPLIANCE"
+
+  validation {
+    condition     = contains(["GOVERNANCE", "COMPLIANCE"], var.archive_object_lock_mode) && (var.environment != "prod" || var.archive_object_lock_mode == "COMPLIANCE")
+    error_message = "archive_object_lock_mode is GOVERNANCE or COMPLIANCE, and COMPLIANCE in prod."
+  }
+}
+
+variable "archive_object_lock_days" {
+  description = "Days each Archive bundle is locked against deletion from its creation."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.archive_object_lock_days >= 1
+    error_message = "archive_object_lock_days must be at least 1."
+  }
 }
 
 variable "archive_deep_archive_after_days" {
@@ -131,4 +259,19 @@ variable "kms_deletion_window_days" {
   description = "Waiting period before a scheduled KMS key deletion takes effect."
   type        = number
   default     = 30
+}
+
+variable "archive_replication" {
+  description = "Optional second copy of Archive: bucket_arn and kms_key_arn of a versioned destination (another region or a backup account, Object Lock recommended) and the replicas' storage class; null for none."
+  type = object({
+    bucket_arn    = string
+    kms_key_arn   = string
+    storage_class = optional(string, "DEEP_ARCHIVE")
+  })
+  default = null
+
+  validation {
+    condition     = var.archive_replication == null || (can(regex("^arn:aws:s3:::[a-z0-9.-]{3,63}$", var.archive_replication.bucket_arn)) && can(regex("^arn:aws:kms:", var.archive_replication.kms_key_arn)))
+    error_message = "archive_replication needs the destination bucket's ARN and its KMS key's ARN."
+  }
 }

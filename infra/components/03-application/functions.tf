@@ -89,6 +89,12 @@ resource "aws_lambda_event_source_mapping" "events" {
       condition     = var.idempotency_ttl_days * 86400 > local.stateful.queue_message_retention_seconds
       error_message = "IDEMPOTENCY_TTL_DAYS must outlive the queue's retention, or a late duplicate would be bundled twice."
     }
+    # A dead-lettered event is aged from its first enqueue; redriven, it may wait a queue retention more.
+    # Its claim (COMPLETED) must still be there, or a redrive re-publishes what was already delivered.
+    precondition {
+      condition     = var.idempotency_ttl_days * 86400 >= local.stateful.dlq_message_retention_seconds + coalesce(var.redrive_window_seconds, local.stateful.queue_message_retention_seconds)
+      error_message = "IDEMPOTENCY_TTL_DAYS x 86400 must cover the DLQ retention plus the redrive window, or a redriven event would be bundled twice."
+    }
     precondition {
       condition     = var.batch_size <= var.max_files_per_bundle
       error_message = "batch_size above MAX_FILES_PER_BUNDLE splits every full batch into two bundles; raise both together."

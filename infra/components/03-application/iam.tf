@@ -95,18 +95,11 @@ data "aws_iam_policy_document" "aggregator" {
     }
   }
 
-  # Claims: TransactWriteItems is authorised per contained action (PutItem, ConditionCheckItem);
-  # commits and releases use BatchWriteItem.
+  # Claims are conditional puts inside TransactWriteItems, authorised per contained action (PutItem);
+  # commits (puts) and releases (deletes) go through BatchWriteItem. The code makes no other call.
   statement {
-    sid = "ClaimObjects"
-    actions = [
-      "dynamodb:GetItem",
-      "dynamodb:PutItem",
-      "dynamodb:UpdateItem",
-      "dynamodb:DeleteItem",
-      "dynamodb:BatchWriteItem",
-      "dynamodb:ConditionCheckItem",
-    ]
+    sid       = "ClaimObjects"
+    actions   = ["dynamodb:PutItem", "dynamodb:BatchWriteItem"]
     resources = [local.stateful.table_arn]
   }
 
@@ -127,7 +120,6 @@ data "aws_iam_policy_document" "aggregator" {
       "sqs:ReceiveMessage",
       "sqs:DeleteMessage",
       "sqs:GetQueueAttributes",
-      "sqs:ChangeMessageVisibility",
     ]
     resources = [local.stateful.queue_arn]
   }

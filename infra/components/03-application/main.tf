@@ -3,15 +3,17 @@
 # 01-network and 02-stateful-resources, so this component never repeats a name.
 
 locals {
-  component    = "03-application"
-  name         = "${var.project}-${var.environment}"
-  account_id   = data.aws_caller_identity.current.account_id
-  region       = data.aws_region.current.region
+  component = "03-application"
+  name      = "${var.project}-${var.environment}"
+  # allowed_account_ids pins the provider to var.aws_account_id, and the provider runs in var.aws_region,
+  # so neither needs a data source (which plan-time mocks could not answer).
+  account_id   = var.aws_account_id
+  region       = var.aws_region
   state_region = coalesce(var.state_region, var.aws_region)
   zip_path     = coalesce(var.lambda_zip_path, "${path.root}/../../../dist/lambda.zip")
 
-  network  = data.terraform_remote_state.network.outputs
-  stateful = data.terraform_remote_state.stateful.outputs
+  network  = var.upstream_outputs == null ? data.terraform_remote_state.network[0].outputs : var.upstream_outputs.network
+  stateful = var.upstream_outputs == null ? data.terraform_remote_state.stateful[0].outputs : var.upstream_outputs.stateful
 
   aggregator_name = "${local.name}-aggregator"
   monitor_name    = "${local.name}-monitor"
@@ -45,11 +47,10 @@ locals {
   }
 }
 
-data "aws_caller_identity" "current" {}
-
-data "aws_region" "current" {}
 
 data "terraform_remote_state" "network" {
+  count = var.upstream_outputs == null ? 1 : 0
+
   backend = "s3"
   config = {
     bucket = var.state_bucket
@@ -59,6 +60,8 @@ data "terraform_remote_state" "network" {
 }
 
 data "terraform_remote_state" "stateful" {
+  count = var.upstream_outputs == null ? 1 : 0
+
   backend = "s3"
   config = {
     bucket = var.state_bucket

@@ -15,8 +15,24 @@ variable "environment" {
 }
 
 variable "aws_region" {
-  description = "Region the pipeline runs in."
+  description = "Region the pipeline runs in: the design names London (eu-west-2), where the data must stay."
   type        = string
+  default     = "eu-west-2"
+
+  validation {
+    condition     = var.aws_region == "eu-west-2"
+    error_message = "The design places the pipeline in eu-west-2 (London); change the design before the region."
+  }
+}
+
+variable "aws_account_id" {
+  description = "The environment's AWS account: the provider refuses to run with credentials of any other (allowed_account_ids)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.aws_account_id))
+    error_message = "aws_account_id must be a 12-digit AWS account ID."
+  }
 }
 
 variable "state_bucket" {
@@ -27,6 +43,12 @@ variable "state_bucket" {
 variable "state_region" {
   description = "Region of the state bucket; defaults to aws_region."
   type        = string
+  default     = null
+}
+
+variable "upstream_outputs" {
+  description = "Outputs of 01-network and 02-stateful-resources ({ network = ..., stateful = ... }) to plan against instead of their remote state. The plan tests pass the outputs of plans of those components, so a missing output fails here; leave null otherwise."
+  type        = any
   default     = null
 }
 
@@ -81,9 +103,15 @@ variable "claim_lease_seconds" {
 }
 
 variable "idempotency_ttl_days" {
-  description = "IDEMPOTENCY_TTL_DAYS: claims must outlive the queue's retention so a late duplicate is still recognised."
+  description = "IDEMPOTENCY_TTL_DAYS: a claim must outlive every redelivery of its event: DLQ retention plus the redrive window (docs/latency-budget.md)."
   type        = number
-  default     = 7
+  default     = 21
+}
+
+variable "redrive_window_seconds" {
+  description = "How long a message redriven from the DLQ may still wait before it is processed; defaults to the source queue's retention, the most SQS allows."
+  type        = number
+  default     = null
 }
 
 variable "max_files_per_bundle" {

@@ -76,6 +76,18 @@ resource "aws_cloudwatch_dashboard" "pipeline" {
         }
       },
       {
+        type = "metric", x = 0, y = 18, width = 12, height = 6
+        properties = {
+          title  = "Latency objective: oldest file at publish (s); messages retried"
+          region = local.region
+          view   = "timeSeries"
+          metrics = [
+            [local.namespace, "OldestFileAgeSeconds", "service", local.service, { stat = "Maximum", period = 60 }],
+            [local.namespace, "MessagesFailed", "service", local.service, { stat = "Sum", period = 60, yAxis = "right" }],
+          ]
+        }
+      },
+      {
         type = "metric", x = 12, y = 12, width = 12, height = 6
         properties = {
           title  = "Distribution backlog: bytes"

@@ -3,14 +3,16 @@
 # and an upload rate far off its usual pattern. All notify one encrypted SNS topic.
 
 locals {
-  component    = "04-observability"
-  name         = "${var.project}-${var.environment}"
-  account_id   = data.aws_caller_identity.current.account_id
-  region       = data.aws_region.current.region
+  component = "04-observability"
+  name      = "${var.project}-${var.environment}"
+  # allowed_account_ids pins the provider to var.aws_account_id, and the provider runs in var.aws_region,
+  # so neither needs a data source (which plan-time mocks could not answer).
+  account_id   = var.aws_account_id
+  region       = var.aws_region
   state_region = coalesce(var.state_region, var.aws_region)
 
-  stateful    = data.terraform_remote_state.stateful.outputs
-  application = data.terraform_remote_state.application.outputs
+  stateful    = var.upstream_outputs == null ? data.terraform_remote_state.stateful[0].outputs : var.upstream_outputs.stateful
+  application = var.upstream_outputs == null ? data.terraform_remote_state.application[0].outputs : var.upstream_outputs.application
 
   # The monitor's EMF metrics carry these dimensions (data_aggregator.monitor.publish).
   distribution_dimensions = {
@@ -20,11 +22,10 @@ locals {
   actions = [aws_sns_topic.alarms.arn]
 }
 
-data "aws_caller_identity" "current" {}
-
-data "aws_region" "current" {}
 
 data "terraform_remote_state" "stateful" {
+  count = var.upstream_outputs == null ? 1 : 0
+
   backend = "s3"
   config = {
     bucket = var.state_bucket
@@ -34,6 +35,8 @@ data "terraform_remote_state" "stateful" {
 }
 
 data "terraform_remote_state" "application" {
+  count = var.upstream_outputs == null ? 1 : 0
+
   backend = "s3"
   config = {
     bucket = var.state_bucket
@@ -94,6 +97,14 @@ resource "aws_sns_topic_subscription" "email" {
   topic_arn = aws_sns_topic.alarms.arn
   protocol  = "email"
   endpoint  = var.alarm_email
+}
+
+resource "aws_sns_topic_subscription" "other" {
+  for_each = { for s in var.alarm_subscriptions : "${s.protocol}:${s.endpoint}" => s }
+
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = each.value.protocol
+  endpoint  = each.value.endpoint
 }
 
 # --- Queue -----------------------------------------------------------------------------------------
@@ -213,37 +224,105 @@ resource "aws_cloudwatch_metric_alarm" "monitor_errors" {
   ok_actions          = local.actions
 }
 
-# --- Distribution backlog (SPEC N4) ------------------------------------------------------------------
+# --- Alarms on the functions' own EMF metrics -------------------------------------------------------
+# One resource for all of them, so the plan tests can hold every metric name and dimension set
+# against the code's catalogue (data_aggregator.telemetry): an alarm on a metric nobody emits never fires.
 
-resource "aws_cloudwatch_metric_alarm" "distribution_count" {
-  alarm_name          = "${local.name}-distribution-backlog-count"
-  alarm_description   = "Bundles pile up in Distribution: the on-premise consumer is not draining it."
+locals {
+  handler_dimensions = { service = local.application.service_name }
+
+  emitted_metric_alarms = {
+    # SPEC N4: bundles pile up in Distribution when the on-premise consumer stops draining it.
+    distribution-backlog-count = {
+      description = "Bundles pile up in Distribution: the on-premise consumer is not draining it."
+      metric      = "DistributionObjectCount"
+      dimensions  = local.distribution_dimensions
+      statistic   = "Maximum"
+      period      = 300
+      evaluations = 2
+      datapoints  = 2
+      threshold   = var.distribution_count_threshold
+      # A silent monitor is caught by distribution-oldest-bundle-age, which treats it as breaching.
+      missing = "missing"
+    }
+    distribution-oldest-bundle-age = {
+      description = "The oldest bundle in Distribution has waited too long (consumer down), or the monitor stopped reporting."
+      metric      = "DistributionOldestObjectAgeSeconds"
+      dimensions  = local.distribution_dimensions
+      statistic   = "Maximum"
+      period      = 300
+      evaluations = 3
+      datapoints  = 3
+      threshold   = var.distribution_age_threshold_seconds
+      # No datapoints means the monitor is not running: that is as bad as a stale backlog.
+      missing = "breaching"
+    }
+    # SPEC N1: the oldest file of each published bundle, measured from its S3 event time.
+    latency-slo = {
+      description = "Files reach Distribution later than the latency objective (SPEC N1: 99.9% within 3 minutes)."
+      metric      = "OldestFileAgeSeconds"
+      dimensions  = local.handler_dimensions
+      statistic   = "Maximum"
+      period      = 60
+      evaluations = 5
+      datapoints  = 3
+      threshold   = var.latency_slo_seconds
+      # No bundles means no traffic; a stalled pipeline shows in the queue-age and failure alarms.
+      missing = "notBreaching"
+    }
+    # Messages handed back to SQS for a retry: each is a file at least one visibility timeout late.
+    messages-failed = {
+      description = "The aggregator keeps handing messages back for a retry (claims held, fetch or upload failures, bad events)."
+      metric      = "MessagesFailed"
+      dimensions  = local.handler_dimensions
+      statistic   = "Sum"
+      period      = 300
+      evaluations = 3
+      datapoints  = 2
+      threshold   = var.messages_failed_threshold
+      missing     = "notBreaching"
+    }
+    # SQS stops ageing a message after its third receive, so the queue-age alarm can miss a message that
+    # fails on every attempt. The handler counts such messages itself, on every receive.
+    poison-messages = {
+      description = "Messages the aggregator cannot parse keep arriving; they go to the DLQ after max_receive_count receives."
+      metric      = "PoisonMessages"
+      dimensions  = local.handler_dimensions
+      statistic   = "Sum"
+      period      = 300
+      evaluations = 1
+      datapoints  = 1
+      threshold   = 0
+      missing     = "notBreaching"
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "emitted" {
+  for_each = local.emitted_metric_alarms
+
+  alarm_name          = "${local.name}-${each.key}"
+  alarm_description   = each.value.description
   namespace           = local.application.metrics_namespace
-  metric_name         = "DistributionObjectCount"
-  dimensions          = local.distribution_dimensions
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 2
-  threshold           = var.distribution_count_threshold
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = each.value.statistic
+  period              = each.value.period
+  evaluation_periods  = each.value.evaluations
+  datapoints_to_alarm = each.value.datapoints
+  threshold           = each.value.threshold
   comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "missing"
+  treat_missing_data  = each.value.missing
   alarm_actions       = local.actions
   ok_actions          = local.actions
 }
 
-resource "aws_cloudwatch_metric_alarm" "distribution_oldest_age" {
-  alarm_name          = "${local.name}-distribution-oldest-bundle-age"
-  alarm_description   = "The oldest bundle in Distribution has waited too long (consumer down), or the monitor stopped reporting."
-  namespace           = local.application.metrics_namespace
-  metric_name         = "DistributionOldestObjectAgeSeconds"
-  dimensions          = local.distribution_dimensions
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 3
-  threshold           = var.distribution_age_threshold_seconds
-  comparison_operator = "GreaterThanThreshold"
-  # No datapoints means the monitor is not running: that is as bad as a stale backlog.
-  treat_missing_data = "breaching"
-  alarm_actions      = local.actions
-  ok_actions         = local.actions
+moved {
+  from = aws_cloudwatch_metric_alarm.distribution_count
+  to   = aws_cloudwatch_metric_alarm.emitted["distribution-backlog-count"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.distribution_oldest_age
+  to   = aws_cloudwatch_metric_alarm.emitted["distribution-oldest-bundle-age"]
 }

@@ -11,3 +11,11 @@ deletion_protection = false
 # Values from docs/latency-budget.md (same as the defaults, spelled out for review).
 queue_visibility_timeout_seconds = 420
 max_receive_count                = 10
+
+# The consumer may reach Distribution from these addresses only (replace with your egress range).
+consumer_source_cidrs = ["203.0.113.0/24"]
+
+# Governance mode and one day: the bucket policy still denies the bypass to everyone, and a throw-away
+# Archive can be emptied a day after its last bundle.
+archive_object_lock_mode = "GOVERNANCE"
+archive_object_lock_days = 1

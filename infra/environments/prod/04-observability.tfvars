@@ -1,5 +1,6 @@
-# Set to the on-call address (or subscribe other tooling to the alarm_topic_arn output).
-alarm_email                        = null
+# prod refuses to plan without a subscriber: replace with the on-call address, or list on-call tooling
+# in alarm_subscriptions.
+alarm_email                        = "data-aggregator-oncall@example.com"
 queue_age_threshold_seconds        = 600
 distribution_count_threshold       = 2000
 distribution_age_threshold_seconds = 3600

@@ -1,0 +1,120 @@
+# Plans 03-application against the outputs of plans of 01-network and 02-stateful-resources made with
+# the same environment's var-files (mocked AWS provider), instead of their remote state: an output this
+# component reads that the earlier one no longer has fails here, as do the latency-budget preconditions.
+
+mock_provider "aws" {
+  source = "../_mocks"
+}
+
+run "network" {
+  command = apply
+  module {
+    source = "../01-network"
+  }
+}
+
+run "stateful" {
+  command = apply
+  module {
+    source = "../02-stateful-resources"
+  }
+}
+
+run "build" {
+  command = apply
+
+  variables {
+    state_bucket     = "unused-in-tests"
+    lambda_zip_path  = "tests/fake-lambda.zip"
+    upstream_outputs = { network = run.network, stateful = run.stateful }
+  }
+
+  assert {
+    condition     = run.stateful.queue_visibility_timeout_seconds >= 6 * aws_lambda_function.aggregator.timeout + aws_lambda_event_source_mapping.events.maximum_batching_window_in_seconds
+    error_message = "Visibility timeout >= 6 x function timeout + batching window (AWS's rule for SQS event sources)."
+  }
+
+  assert {
+    condition     = tonumber(aws_lambda_function.aggregator.environment[0].variables.CLAIM_LEASE_SECONDS) > aws_lambda_function.aggregator.timeout && tonumber(aws_lambda_function.aggregator.environment[0].variables.CLAIM_LEASE_SECONDS) + aws_lambda_event_source_mapping.events.maximum_batching_window_in_seconds < run.stateful.queue_visibility_timeout_seconds
+    error_message = "Function timeout < claim lease, and lease + batching window < visibility timeout."
+  }
+
+  assert {
+    condition     = tonumber(aws_lambda_function.aggregator.environment[0].variables.IDEMPOTENCY_TTL_DAYS) * 86400 >= run.stateful.dlq_message_retention_seconds + run.stateful.queue_message_retention_seconds
+    error_message = "Claims outlive the DLQ retention plus a redrive window (a redriven message may wait a queue retention)."
+  }
+
+  assert {
+    condition     = aws_lambda_event_source_mapping.events.event_source_arn == run.stateful.queue_arn && aws_lambda_event_source_mapping.events.function_name == aws_lambda_alias.live.arn && contains(aws_lambda_event_source_mapping.events.function_response_types, "ReportBatchItemFailures")
+    error_message = "The event source mapping feeds the event queue to the live alias with partial batch responses."
+  }
+
+  assert {
+    condition     = aws_lambda_function.aggregator.runtime == "python3.13" && tolist(aws_lambda_function.aggregator.architectures) == tolist(["arm64"]) && aws_lambda_function.aggregator.tracing_config[0].mode == "Active"
+    error_message = "The aggregator runs Python 3.13 on arm64 with tracing."
+  }
+
+  assert {
+    condition = (
+      aws_lambda_function.aggregator.environment[0].variables.ARCHIVE_BUCKET_NAME == run.stateful.bucket_names["archive"] &&
+      aws_lambda_function.aggregator.environment[0].variables.DISTRIBUTION_BUCKET_NAME == run.stateful.bucket_names["distribution"] &&
+      aws_lambda_function.aggregator.environment[0].variables.IDEMPOTENCY_TABLE_NAME == run.stateful.table_name &&
+      aws_lambda_function.aggregator.environment[0].variables.DYNAMODB_TTL_ATTRIBUTE == run.stateful.ttl_attribute
+    )
+    error_message = "The function's environment names the buckets and table 02 created."
+  }
+
+  # Least privilege: every action the aggregator may take, and nothing on a resource it does not use.
+  assert {
+    condition = toset(flatten([for s in data.aws_iam_policy_document.aggregator.statement : s.actions])) == toset([
+      "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions", "s3:PutObject", "s3:AbortMultipartUpload",
+      "kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt", "kms:DescribeKey",
+      "dynamodb:PutItem", "dynamodb:BatchWriteItem",
+      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+    ])
+    error_message = "The aggregator's policy grants exactly the calls the code (and the event source mapping) makes."
+  }
+
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.aggregator.statement : alltrue([for r in s.resources : r != "*"])]) && alltrue([for s in data.aws_iam_policy_document.aggregator.statement :
+    !anytrue([for a in s.actions : startswith(a, "kms:")]) || anytrue([for c in s.condition : c.variable == "kms:ViaService"])])
+    error_message = "Every aggregator statement names its resources; key use only through the owning service."
+  }
+
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.aggregator.statement : !contains(s.actions, "s3:PutObject") || alltrue([for r in s.resources :
+    contains(["${run.stateful.bucket_arns["archive"]}/${var.bundle_prefix}*", "${run.stateful.bucket_arns["distribution"]}/${var.bundle_prefix}*"], r)])])
+    error_message = "The aggregator writes only below the bundle prefix of Archive and Distribution."
+  }
+
+  assert {
+    condition     = toset(flatten([for s in data.aws_iam_policy_document.monitor.statement : s.actions])) == toset(["s3:ListBucket"])
+    error_message = "The monitor only lists Distribution."
+  }
+}
+
+run "lease_longer_than_visibility_refused" {
+  command = plan
+
+  variables {
+    state_bucket        = "unused-in-tests"
+    lambda_zip_path     = "tests/fake-lambda.zip"
+    upstream_outputs    = { network = run.network, stateful = run.stateful }
+    claim_lease_seconds = 420
+  }
+
+  expect_failures = [aws_lambda_event_source_mapping.events]
+}
+
+run "ttl_shorter_than_dlq_and_redrive_refused" {
+  command = plan
+
+  variables {
+    state_bucket         = "unused-in-tests"
+    lambda_zip_path      = "tests/fake-lambda.zip"
+    upstream_outputs     = { network = run.network, stateful = run.stateful }
+    idempotency_ttl_days = 14
+  }
+
+  expect_failures = [aws_lambda_event_source_mapping.events]
+}
