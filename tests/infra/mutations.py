@@ -163,10 +163,18 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "aggregator-extra-grant",
-        "aggregator granted dynamodb:DeleteItem again",
+        "aggregator granted dynamodb:Scan",
         "components/03-application/iam.tf",
-        'actions   = ["dynamodb:PutItem", "dynamodb:BatchWriteItem"]',
-        'actions   = ["dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem"]',
+        'actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]',
+        'actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"]',
+        "03-application",
+    ),
+    Mutation(
+        "aggregator-reads-all-of-archive",
+        "aggregator's Archive read widened from the bundle prefix to the whole bucket",
+        "components/03-application/iam.tf",
+        'resources = ["${local.stateful.bucket_arns["archive"]}/${var.bundle_prefix}*"]',
+        'resources = ["${local.stateful.bucket_arns["archive"]}/*"]',
         "03-application",
     ),
     Mutation(

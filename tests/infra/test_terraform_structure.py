@@ -241,9 +241,13 @@ def test_aggregator_role_is_least_privilege() -> None:
         "s3:ListBucket",
         "s3:ListBucketVersions",
     }
-    assert by_bucket["archive"] == {"s3:PutObject", "s3:AbortMultipartUpload"}
-    assert by_bucket["distribution"] == {"s3:PutObject", "s3:AbortMultipartUpload"}
-    assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:PutItem", "dynamodb:BatchWriteItem"}
+    assert by_bucket["archive"] == {"s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"}
+    assert by_bucket["distribution"] == {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucketVersions"}
+    assert {a for a in actions if a.startswith("dynamodb:")} == {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
     assert {a for a in actions if a.startswith("sqs:")} == {
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",

@@ -122,7 +122,8 @@ data "aws_iam_policy_document" "dynamodb_endpoint" {
     }
     actions = [
       "dynamodb:PutItem",
-      "dynamodb:BatchWriteItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
     ]
     resources = ["arn:aws:dynamodb:${local.region}:${local.account_id}:table/*"]
     condition {

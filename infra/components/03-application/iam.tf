@@ -95,12 +95,33 @@ data "aws_iam_policy_document" "aggregator" {
     }
   }
 
-  # Claims are conditional puts inside TransactWriteItems, authorised per contained action (PutItem);
-  # commits (puts) and releases (deletes) go through BatchWriteItem. The code makes no other call.
+  # Every claim-table write is a conditional item inside TransactWriteItems, authorised per contained
+  # action: puts (claims), updates (takeovers, intents, commits, hand-overs) and deletes (releases), each
+  # fenced on the owner. The code makes no other table call.
   statement {
     sid       = "ClaimObjects"
-    actions   = ["dynamodb:PutItem", "dynamodb:BatchWriteItem"]
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
     resources = [local.stateful.table_arn]
+  }
+
+  # Recovery of a bundle whose owner died after recording it: is it in Archive (HEAD), and its bytes for
+  # the copy to Distribution. Bundles only; KMS decrypt of Archive's key is in EncryptBundles.
+  statement {
+    sid       = "ReadArchivedBundles"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.stateful.bucket_arns["archive"]}/${var.bundle_prefix}*"]
+  }
+
+  # ...and did Distribution ever hold it (a version or a delete marker once the consumer took it).
+  statement {
+    sid       = "ListDistributionHistory"
+    actions   = ["s3:ListBucketVersions"]
+    resources = [local.stateful.bucket_arns["distribution"]]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.bundle_prefix}*"]
+    }
   }
 
   statement {

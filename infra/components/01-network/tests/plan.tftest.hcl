@@ -38,7 +38,7 @@ run "build" {
 
   assert {
     condition = toset(flatten([for s in data.aws_iam_policy_document.dynamodb_endpoint.statement : s.actions if coalesce(s.effect, "Allow") == "Allow"])) == toset([
-      "dynamodb:PutItem", "dynamodb:BatchWriteItem",
+      "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
     ])
     error_message = "The DynamoDB endpoint policy allows exactly the calls the claim store makes."
   }

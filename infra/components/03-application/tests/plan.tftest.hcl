@@ -4,6 +4,20 @@
 
 mock_provider "aws" {
   source = "../_mocks"
+
+  # Distinct bucket ARNs (for the run of 02 below), so a grant naming the wrong bucket fails here too.
+  override_resource {
+    target = aws_s3_bucket.landing
+    values = { arn = "arn:aws:s3:::mock-landing" }
+  }
+  override_resource {
+    target = aws_s3_bucket.archive
+    values = { arn = "arn:aws:s3:::mock-archive" }
+  }
+  override_resource {
+    target = aws_s3_bucket.distribution
+    values = { arn = "arn:aws:s3:::mock-distribution" }
+  }
 }
 
 run "network" {
@@ -69,7 +83,7 @@ run "build" {
     condition = toset(flatten([for s in data.aws_iam_policy_document.aggregator.statement : s.actions])) == toset([
       "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions", "s3:PutObject", "s3:AbortMultipartUpload",
       "kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt", "kms:DescribeKey",
-      "dynamodb:PutItem", "dynamodb:BatchWriteItem",
+      "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
       "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
     ])
     error_message = "The aggregator's policy grants exactly the calls the code (and the event source mapping) makes."
@@ -85,6 +99,14 @@ run "build" {
     condition = alltrue([for s in data.aws_iam_policy_document.aggregator.statement : !contains(s.actions, "s3:PutObject") || alltrue([for r in s.resources :
     contains(["${run.stateful.bucket_arns["archive"]}/${var.bundle_prefix}*", "${run.stateful.bucket_arns["distribution"]}/${var.bundle_prefix}*"], r)])])
     error_message = "The aggregator writes only below the bundle prefix of Archive and Distribution."
+  }
+
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.aggregator.statement : !contains(s.actions, "s3:GetObject") || alltrue([for r in s.resources :
+      contains(["${run.stateful.bucket_arns["landing"]}/*", "${run.stateful.bucket_arns["archive"]}/${var.bundle_prefix}*"], r)])]) && alltrue([
+      for s in data.aws_iam_policy_document.aggregator.statement : !contains(s.actions, "s3:ListBucketVersions") || contains(s.resources, run.stateful.bucket_arns["landing"]) || anytrue([
+    for c in s.condition : c.variable == "s3:prefix" && c.values == tolist(["${var.bundle_prefix}*"])])])
+    error_message = "The aggregator reads Landing, Archive only below the bundle prefix (recovery), and Distribution's version history only under it."
   }
 
   assert {
