@@ -48,6 +48,11 @@ output "dlq_message_retention_seconds" {
   value       = aws_sqs_queue.dlq.message_retention_seconds
 }
 
+output "distribution_history_days" {
+  description = "Days Distribution remembers a consumed bundle (noncurrent version and delete marker); 03 checks it covers the claim TTL."
+  value       = var.distribution_noncurrent_expiration_days
+}
+
 output "dlq_arn" {
   description = "The dead-letter queue."
   value       = aws_sqs_queue.dlq.arn

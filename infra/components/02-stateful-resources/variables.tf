@@ -199,9 +199,9 @@ variable "archive_noncurrent_expiration_days" {
 }
 
 variable "distribution_noncurrent_expiration_days" {
-  description = "Days a bundle the consumer deleted can still be recovered from Distribution."
+  description = "Days a bundle the consumer deleted is remembered (and recoverable) in Distribution. Recovery of an interrupted publish reads this history to deliver a bundle exactly once, so it must cover the claim TTL (03 checks it)."
   type        = number
-  default     = 7
+  default     = 21
 }
 
 variable "access_log_retention_days" {

@@ -95,6 +95,12 @@ resource "aws_lambda_event_source_mapping" "events" {
       condition     = var.idempotency_ttl_days * 86400 >= local.stateful.dlq_message_retention_seconds + coalesce(var.redrive_window_seconds, local.stateful.queue_message_retention_seconds)
       error_message = "IDEMPOTENCY_TTL_DAYS x 86400 must cover the DLQ retention plus the redrive window, or a redriven event would be bundled twice."
     }
+    # Recovery asks Distribution's version history whether a bundle was ever delivered; once a consumed
+    # bundle's noncurrent version and delete marker are gone it would be delivered again.
+    precondition {
+      condition     = local.stateful.distribution_history_days >= var.idempotency_ttl_days
+      error_message = "Distribution must keep noncurrent versions (distribution_noncurrent_expiration_days) at least IDEMPOTENCY_TTL_DAYS, or recovering an interrupted publish could deliver a consumed bundle again."
+    }
     precondition {
       condition     = var.batch_size <= var.max_files_per_bundle
       error_message = "batch_size above MAX_FILES_PER_BUNDLE splits every full batch into two bundles; raise both together."

@@ -128,6 +128,18 @@ run "lease_longer_than_visibility_refused" {
   expect_failures = [aws_lambda_event_source_mapping.events]
 }
 
+run "claims_outliving_distribution_history_refused" {
+  command = plan
+
+  variables {
+    state_bucket         = "unused-in-tests"
+    lambda_zip_path      = "tests/fake-lambda.zip"
+    upstream_outputs     = { network = run.network, stateful = merge(run.stateful, { distribution_history_days = 7 }) }
+  }
+
+  expect_failures = [aws_lambda_event_source_mapping.events]
+}
+
 run "ttl_shorter_than_dlq_and_redrive_refused" {
   command = plan
 
