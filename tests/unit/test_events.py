@@ -230,10 +230,12 @@ def test_an_eventbridge_time_given_as_epoch_seconds_becomes_iso_8601() -> None:
 
 
 @pytest.mark.parametrize("version_id", [None, "null", ""])
-def test_an_eventbridge_event_without_a_real_version_falls_back_to_the_sequencer(version_id: str | None) -> None:
+def test_an_eventbridge_event_without_a_real_version_falls_back_to_the_sequencer_and_etag(
+    version_id: str | None,
+) -> None:
     (obj,) = parse_message(_eventbridge_body("k", version_id=version_id, sequencer="0A")).objects
     assert obj.version_id is None
-    assert obj.discriminator == ("sequencer", "0A")
+    assert obj.discriminator == ("sequencer+etag", f"0A/{obj.etag}")
 
 
 # ---------------------------------------------------------------- properties
