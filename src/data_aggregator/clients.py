@@ -485,6 +485,9 @@ class BundlePublisher:
             for chunk in response["Body"].iter_chunks(1024 * 1024):
                 digest.update(chunk)
                 spool.write(chunk)
+                budget = deadline_budget()
+                if budget is not None and budget < _MIN_CALL_SECONDS:
+                    raise DeadlineReachedError(budget=budget)
         except _STREAM_ERRORS as exc:
             spool.close()
             raise _recovery_error("GetObject", bucket, key, exc) from exc
