@@ -433,6 +433,8 @@ def _run_consume(args: argparse.Namespace) -> int:
         BundleForwarder,
         Consumer,
         ConsumerBusyError,
+        StoreConfigurationError,
+        TargetMisconfiguredError,
     )
 
     if not args.bucket:
@@ -457,25 +459,49 @@ def _run_consume(args: argparse.Namespace) -> int:
             durable=not args.no_fsync,
             limits=_limits(args),
         )
-    except ConsumerBusyError as exc:
+    except (ConsumerBusyError, TargetMisconfiguredError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"--target {target} cannot be used: {exc.strerror or exc}") from None
     with consumer:
-        return _consume_loop(args, consumer)
+        try:
+            return _consume_loop(args, consumer)
+        except (StoreConfigurationError, TargetMisconfiguredError) as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _consume_loop(args: argparse.Namespace, consumer: Consumer) -> int:
-    from data_aggregator.ops.consume import REJECTED_FILE, STATE_DIR, PollResult  # noqa: PLC0415
-
+    """Consume until done or stopped; SIGINT stops after the current bundle and exits 130, not 0."""
     stop = threading.Event()
+    interrupted = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
-        print(f"signal {signum}: finishing the current bundle, then stopping", file=sys.stderr)
+        if signum == signal.SIGINT:
+            interrupted.set()
+            # A second Ctrl-C interrupts at once (KeyboardInterrupt, exit 130). That is safe: the
+            # bundle is deleted only after its files are in place, and a crash discards half-done work.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        print(
+            f"signal {signum}: finishing the current bundle, then stopping"
+            + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""),
+            file=sys.stderr,
+        )
         stop.set()
 
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    try:
+        return _consume_until_stopped(args, consumer, stop, interrupted)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _consume_until_stopped(
+    args: argparse.Namespace, consumer: Consumer, stop: threading.Event, interrupted: threading.Event
+) -> int:
+    from data_aggregator.ops.consume import REJECTED_FILE, STATE_DIR, PollResult  # noqa: PLC0415
 
     def report(result: PollResult) -> None:
         for bundle in result.consumed:
@@ -493,6 +519,8 @@ def _consume_loop(args: argparse.Namespace, consumer: Consumer) -> int:
         + (f" (rejections: {consumer.target / STATE_DIR / REJECTED_FILE})" if totals.rejected or earlier else ""),
         file=sys.stderr,
     )
+    if interrupted.is_set():
+        return EXIT_INTERRUPTED
     return EXIT_FAILED if totals.rejected or earlier or totals.errors else EXIT_OK
 
 

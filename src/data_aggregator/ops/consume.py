@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 import weakref
@@ -44,7 +45,6 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from data_aggregator.models import MANIFEST_MEMBER, Manifest, ManifestEntry
-from data_aggregator.naming import sanitize_key
 from data_aggregator.ops.awserrors import is_configuration_error
 from data_aggregator.ops.bundles import DEFAULT_LIMITS, ExpansionLimits, scan_bundle, unsafe_member_reason
 from data_aggregator.ops.extract import SafeExtractor
@@ -62,6 +62,16 @@ MAX_METADATA_VALUE = 1024
 LOCK_FILE = "lock"
 REJECTED_FILE = "rejected.json"
 FORWARD_ATTEMPTS = 5
+ATTEMPTS_FILE = "attempts.json"
+MAX_ATTEMPTS = 3
+MAX_STORE_KEY_BYTES = 1024
+# Store keys starting with '%' are reserved for the escaped forms: no source key is forwarded as it is
+# there. Inside them '%' (so that the escaping is reversible) and control characters (which S3's XML
+# listings cannot carry) are percent-escaped.
+_STORE_ESCAPE = re.compile(r"[%\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+ESCAPED_DIRECTORY = "%/"
+LONG_KEY_DIRECTORY = "%%long/"
 
 # A bundle that hits one of these while it is written out would hit it again on every retry.
 PERMANENT_ERRNOS = frozenset(
@@ -76,6 +86,18 @@ class ConsumerBusyError(Exception):
 
 class LocalStorageError(Exception):
     """The target's filesystem fails as a whole (full, read-only, no permission): stop this pass."""
+
+
+class TargetMisconfiguredError(Exception):
+    """Something under the target is not what the consumer created (a symlink, a file): refuse to write.
+
+    Not an :class:`OSError` on purpose, so that it is never mistaken for a problem of one bundle: a
+    planted ``TARGET/2026 -> elsewhere`` would otherwise carry every later extraction out of the target.
+    """
+
+
+class StoreConfigurationError(Exception):
+    """The forwarding store refuses our credentials or configuration: every bundle would fail alike."""
 
 
 class BundleRejectedError(Exception):
@@ -100,6 +122,7 @@ class ConsumedBundle:
     first_seen: float
     forwarded: int
     kept_newer: int = 0
+    kept_undecided: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +159,11 @@ def _order_stamp(text: str | None) -> str:
 
 @dataclass(frozen=True, slots=True, order=True)
 class VersionOrder:
-    """Which of two copies of one source key is newer: the S3 event time, then the bundle's creation.
+    """Which of two copies of one source key is newer: the S3 event time alone decides.
 
     Stored on every forwarded object as metadata, so that the decision survives restarts and holds
-    across consumers. A copy without an event time sorts oldest.
+    across consumers. The bundle's creation time is recorded but never decides: a retried old version
+    always lands in a later bundle, so preferring the later bundle would let it win.
     """
 
     event_time: str
@@ -155,18 +179,55 @@ class VersionOrder:
             return None  # not written by a consumer: nothing to protect
         return cls(metadata["source-event-time"], metadata.get("bundle-created-at", ""))
 
+    def newer_than(self, theirs: VersionOrder) -> bool | None:
+        """True or False when the event times decide; None when they are equal or either is unknown."""
+        if not self.event_time or not theirs.event_time or self.event_time == theirs.event_time:
+            return None
+        return self.event_time > theirs.event_time
+
+
+def store_key(prefix: str, source_key: str) -> str:
+    """The store key of one source key: injective, so that no two source keys share an object.
+
+    Three disjoint forms after ``prefix``:
+
+    * the source key itself, when it has no control character, does not start with ``%`` and fits
+      the store's 1024 bytes: the usual case, ``a//b``, ``/a/b`` and ``a/b/`` included (S3-compatible
+      stores take any key, so nothing is sanitized and nothing collides);
+    * ``%/`` + the key with ``%`` and control characters percent-escaped, otherwise (reversible, so
+      two different keys never meet; ``%/`` cannot be the start of a key forwarded as it is);
+    * ``%%long/`` + the SHA-256 of the key when even that does not fit (``%%`` never starts an
+      escaped key).
+    """
+    if (
+        source_key
+        and not source_key.startswith("%")
+        and _CONTROL.search(source_key) is None
+        and len((prefix + source_key).encode("utf-8")) <= MAX_STORE_KEY_BYTES
+    ):
+        return prefix + source_key
+    escaped = _STORE_ESCAPE.sub(lambda match: f"%{ord(match.group()):02X}", source_key)
+    key = prefix + ESCAPED_DIRECTORY + escaped
+    if len(key.encode("utf-8")) <= MAX_STORE_KEY_BYTES:
+        return key
+    return prefix + LONG_KEY_DIRECTORY + hashlib.sha256(source_key.encode("utf-8")).hexdigest()
+
 
 class BundleForwarder:
     """Uploads extracted files to an S3-compatible store (for example MinIO) before the bundle is deleted.
 
-    One object per source key: ``prefix + name``, where ``name`` is the key itself when it is a safe
-    relative path and its sanitized form otherwise (never the member name, which may carry a tag that
-    tells two versions apart inside one bundle). The newest version wins: every object records its
-    source event time and bundle creation time, an older version never replaces a newer one (it is
-    counted as ``kept_newer``), and the replacement is a conditional write (``If-Match`` on the ETag
-    that was checked, ``If-None-Match: *`` when there was none) so that two consumers racing cannot
-    undo each other's decision. Each object carries its SHA-256 as ``ChecksumSHA256`` so that the
+    One object per source key, at :func:`store_key` (the source key itself unless it starts with
+    ``%``, holds control characters or is too long), never a sanitized path or the member name:
+    those are not injective, and two source keys sharing one object would lose a file. The original key is also
+    kept in the ``source-key`` metadata. The newest version by S3 event time wins: an older version
+    never replaces a newer one (counted as ``kept_newer``); when the event times are equal or either
+    is unknown the order cannot be decided and the object already in the store stays (counted as
+    ``kept_undecided``). A replacement is a conditional write (``If-Match`` on the ETag that was
+    checked, ``If-None-Match: *`` when there was none) so that two consumers racing cannot undo each
+    other's decision. Each object carries its SHA-256 as ``ChecksumSHA256`` so that the
     receiving store checks it. The store must support conditional writes (S3 and MinIO do).
+    Credential or configuration errors of the store raise :class:`StoreConfigurationError`: retrying
+    them bundle after bundle cannot help.
     """
 
     def __init__(self, s3: S3Client, bucket: str, prefix: str = "") -> None:
@@ -174,22 +235,33 @@ class BundleForwarder:
         self.bucket = bucket
         self.prefix = prefix
         self.kept_newer = 0
+        self.kept_undecided = 0
 
     def object_key(self, entry: ManifestEntry) -> str:
         """Where one source key's newest version lives in the store."""
-        return self.prefix + sanitize_key(entry.key)
+        return store_key(self.prefix, entry.key)
 
     def forward(self, manifest: Manifest, directory: Path) -> int:
         """Upload every file of one extracted bundle unless a newer version is there; raises on failure."""
         uploaded = 0
         for entry in manifest.files:
-            if self._forward_one(manifest, entry, directory / entry.member):
+            try:
+                outcome = self._forward_one(manifest, entry, directory / entry.member)
+            except (ClientError, BotoCoreError) as exc:
+                if is_configuration_error(exc):
+                    raise StoreConfigurationError(
+                        f"the forwarding store s3://{self.bucket} refused the request: {exc}"
+                    ) from exc
+                raise
+            if outcome == "uploaded":
                 uploaded += 1
-            else:
+            elif outcome == "kept_newer":
                 self.kept_newer += 1
+            else:
+                self.kept_undecided += 1
         return uploaded
 
-    def _forward_one(self, manifest: Manifest, entry: ManifestEntry, path: Path) -> bool:
+    def _forward_one(self, manifest: Manifest, entry: ManifestEntry, path: Path) -> str:
         key = self.object_key(entry)
         ours = VersionOrder.of(entry, manifest)
         metadata = {
@@ -207,9 +279,20 @@ class BundleForwarder:
             condition: dict[str, str] = {"IfNoneMatch": "*"}
             if current is not None:
                 etag, theirs = current
-                if theirs is not None and theirs >= ours:
-                    log.info("kept the newer copy of %s in the store", key)
-                    return False
+                if theirs is not None:
+                    newer = ours.newer_than(theirs)
+                    if newer is None:
+                        log.warning(
+                            "kept the copy of %s already in the store: event times %r and %r do not tell "
+                            "which is newer",
+                            key,
+                            theirs.event_time,
+                            ours.event_time,
+                        )
+                        return "kept_undecided"
+                    if not newer:
+                        log.info("kept the newer copy of %s in the store", key)
+                        return "kept_newer"
                 condition = {"IfMatch": etag}
             try:
                 with path.open("rb") as body:
@@ -225,7 +308,7 @@ class BundleForwarder:
                 if _error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                     continue  # someone wrote the key since we looked: decide again
                 raise
-            return True
+            return "uploaded"
         raise ClientError(
             {"Error": {"Code": "ConditionalRequestConflict", "Message": f"{key} kept changing while forwarded"}},
             "PutObject",
@@ -255,6 +338,22 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _require_real_directory(path: Path, what: str) -> bool:
+    """True when ``path`` is a real directory, False when absent; raises when it is anything else.
+
+    ``lstat``, not ``stat``: a symlink is refused even when it points at a directory, because writing
+    through it would put the files outside the target.
+    """
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(mode):
+        return True
+    kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"
+    raise TargetMisconfiguredError(f"{what} {path} is {kind}; the target directory is misconfigured")
 
 
 class Consumer:
@@ -288,10 +387,17 @@ class Consumer:
         self._clock = clock
         self._state = target / STATE_DIR
         self._first_seen: dict[str, float] = {}
-        self._state.mkdir(parents=True, exist_ok=True)
+        if not _require_real_directory(self._state, "the state directory"):
+            missing = [path for path in (self._state, *self._state.parents) if not os.path.lexists(path)]
+            self._state.mkdir(parents=True, exist_ok=True)
+            _require_real_directory(self._state, "the state directory")
+            if durable:  # a target created here must survive a power cut with the bundles under it
+                for made in missing:
+                    _fsync_dir(made.parent)
         self._lock_fd = self._take_lock()
         self._release = weakref.finalize(self, os.close, self._lock_fd)
-        self._rejected: dict[str, dict[str, object]] = self._load_rejected()
+        self._rejected: dict[str, dict[str, object]] = self._load_json(REJECTED_FILE)
+        self._attempts: dict[str, dict[str, object]] = self._load_json(ATTEMPTS_FILE)
         self.recover()
 
     def __enter__(self) -> Consumer:
@@ -305,8 +411,11 @@ class Consumer:
         self._release()
 
     def _take_lock(self) -> int:
-        """An exclusive, non-blocking flock on the target; the file names the holder for the error message."""
-        fd = os.open(self._state / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        """An exclusive, non-blocking flock on the target; the file names the holder for the error message.
+
+        ``O_NOFOLLOW``: the file is truncated, so a planted symlink must not redirect that elsewhere.
+        """
+        fd = os.open(self._state / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -319,8 +428,8 @@ class Consumer:
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         return fd
 
-    def _load_rejected(self) -> dict[str, dict[str, object]]:
-        path = self._state / REJECTED_FILE
+    def _load_json(self, name: str) -> dict[str, dict[str, object]]:
+        path = self._state / name
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -331,10 +440,44 @@ class Consumer:
         return {str(k): v for k, v in loaded.items() if isinstance(v, dict)} if isinstance(loaded, dict) else {}
 
     def _save_rejected(self) -> None:
-        path = self._state / REJECTED_FILE
-        partial = path.with_name(path.name + ".part")
-        partial.write_text(json.dumps(self._rejected, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        partial.replace(path)
+        self._save_json(REJECTED_FILE, self._rejected)
+
+    def _save_json(self, name: str, content: dict[str, dict[str, object]]) -> None:
+        """Replace one state file atomically (and durably when ``durable``); an empty one is removed."""
+        path = self._state / name
+        if not content:
+            path.unlink(missing_ok=True)
+        else:
+            partial = path.with_name(path.name + ".part")
+            with partial.open("w", encoding="utf-8") as sink:
+                sink.write(json.dumps(content, indent=1, ensure_ascii=False) + "\n")
+                if self.durable:
+                    sink.flush()
+                    os.fsync(sink.fileno())
+            partial.replace(path)
+        if self.durable:
+            _fsync_dir(self._state)
+
+    def _record_attempt(self, key: str, etag: str) -> int:
+        """Durably count one more start on this object before touching it; returns the earlier starts.
+
+        A bundle that kills the process (out of memory, an OOM kill) never reaches the rejection
+        bookkeeping, and the next run would pick the same key first forever. This record survives the
+        death; it is cleared whenever the attempt ends in any way the process lives through.
+        """
+        entry = self._attempts.get(key, {})
+        earlier = entry.get("count", 0) if entry.get("etag") == etag else 0
+        earlier = earlier if isinstance(earlier, int) else 0
+        self._attempts[key] = {"etag": etag, "count": earlier + 1, "started_at": self._clock()}
+        self._save_json(ATTEMPTS_FILE, self._attempts)
+        return earlier
+
+    def _clear_attempt(self, key: str) -> None:
+        if self._attempts.pop(key, None) is not None:
+            try:
+                self._save_json(ATTEMPTS_FILE, self._attempts)
+            except OSError as exc:  # at worst the bundle is counted once too often
+                log.warning("could not update %s: %s", ATTEMPTS_FILE, exc)
 
     @property
     def rejected(self) -> dict[str, dict[str, object]]:
@@ -390,7 +533,7 @@ class Consumer:
                 result.still_rejected.append(key)
                 continue
             try:
-                consumed = self.consume(key, etag)
+                consumed = self._attempt(key, etag)
             except BundleRejectedError as exc:
                 self._reject(key, etag, exc.problems, result)
                 continue
@@ -399,6 +542,8 @@ class Consumer:
                 log.warning("local storage failed, ending this pass: %s", str(exc))
                 break
             except (ClientError, BotoCoreError, OSError) as exc:
+                if is_configuration_error(exc):
+                    raise  # retrying cannot fix credentials: the command line reports it (exit 2)
                 result.errors.append(f"{key}: {exc}")
                 log.warning("bundle %s not consumed this time: %s", key, str(exc))
                 continue
@@ -408,6 +553,34 @@ class Consumer:
             if self.on_consumed is not None:
                 self.on_consumed(consumed)
         return result
+
+    def _attempt(self, key: str, etag: str) -> ConsumedBundle | None:
+        """:meth:`consume` behind a durable attempt count, so that a bundle that kills us cannot block.
+
+        The count is cleared whenever the process lives through the attempt (success, an error, a
+        rejection, Ctrl-C); only a death leaves it. A bundle already started :data:`MAX_ATTEMPTS`
+        times is rejected instead of tried again.
+        """
+        try:
+            earlier = self._record_attempt(key, etag)
+        except OSError as exc:
+            raise LocalStorageError(f"cannot record the attempt in {self._state}: {exc}") from exc
+        if earlier >= MAX_ATTEMPTS:
+            self._clear_attempt(key)
+            raise BundleRejectedError(
+                key,
+                [
+                    f"the consumer stopped {earlier} times while processing this bundle (killed, out of "
+                    "memory?); not tried again until the object changes"
+                ],
+            )
+        try:
+            consumed = self.consume(key, etag)
+        except (Exception, KeyboardInterrupt):
+            self._clear_attempt(key)
+            raise
+        self._clear_attempt(key)
+        return consumed
 
     def _reject(self, key: str, etag: str, problems: list[str], result: PollResult) -> None:
         """Remember (on disk) and report a rejection once; its object is not read again until it changes."""
@@ -420,6 +593,14 @@ class Consumer:
         log.info("bundle %s rejected, left in Distribution: %s", key, "; ".join(problems))
 
     def _forget_gone(self, listed: set[str]) -> None:
+        stale = [key for key in self._attempts if key not in listed and key.startswith(self.prefix)]
+        if stale:
+            for key in stale:
+                del self._attempts[key]
+            try:
+                self._save_json(ATTEMPTS_FILE, self._attempts)
+            except OSError as exc:
+                log.warning("could not update %s: %s", ATTEMPTS_FILE, exc)
         gone = [key for key in self._rejected if key not in listed and key.startswith(self.prefix)]
         if gone:
             for key in gone:
@@ -512,13 +693,20 @@ class Consumer:
             if not report.ok or report.manifest is None:
                 raise BundleRejectedError(key, report.problems or ["no manifest"])
             manifest = report.manifest
-            (staging / MANIFEST_MEMBER).write_bytes(manifest.to_bytes())
+            with (staging / MANIFEST_MEMBER).open("wb") as sink:
+                sink.write(manifest.to_bytes())
+                if self.durable:
+                    sink.flush()
+                    os.fsync(sink.fileno())
+            if self.durable:
+                extractor.sync_directories()
 
-            forwarded, kept_newer = 0, 0
+            forwarded, kept_newer, kept_undecided = 0, 0, 0
             if self.forwarder is not None:
-                before = self.forwarder.kept_newer
+                before = (self.forwarder.kept_newer, self.forwarder.kept_undecided)
                 forwarded = self.forwarder.forward(manifest, staging)
-                kept_newer = self.forwarder.kept_newer - before
+                kept_newer = self.forwarder.kept_newer - before[0]
+                kept_undecided = self.forwarder.kept_undecided - before[1]
             directory = self.bundle_directory(key)
             self._publish(staging, directory)
             self._s3.delete_object(Bucket=self.bucket, Key=key)
@@ -533,18 +721,34 @@ class Consumer:
                 first_seen=self._first_seen.pop(key, self._clock()),
                 forwarded=forwarded,
                 kept_newer=kept_newer,
+                kept_undecided=kept_undecided,
             )
         finally:
             part.unlink(missing_ok=True)
             shutil.rmtree(staging, ignore_errors=True)
 
     def _publish(self, staging: Path, directory: Path) -> None:
-        """Move a complete extraction into place, replacing any copy left by an earlier attempt."""
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        if directory.exists():
+        """Move a complete extraction into place, replacing any copy left by an earlier attempt.
+
+        Every directory between the target and the bundle's is created one by one and must be a real
+        directory (never a symlink that would carry the files elsewhere). When ``durable``, the new
+        entries are fsynced up to the first directory that already existed, so that the bundle, once
+        deleted from Distribution, cannot vanish from disk with a power cut.
+        """
+        created: list[Path] = []
+        current = self.target
+        for part in directory.relative_to(self.target).parts[:-1]:
+            current = current / part
+            if not _require_real_directory(current, "the directory"):
+                current.mkdir()
+                created.append(current)
+        if os.path.lexists(directory):
+            _require_real_directory(directory, "the bundle directory")
             trash = self._state / "trash" / f"{_token(str(directory))}-{time.monotonic_ns()}"
             directory.rename(trash)
             shutil.rmtree(trash, ignore_errors=True)
         staging.rename(directory)
         if self.durable:
             _fsync_dir(directory.parent)
+            for made in reversed(created):
+                _fsync_dir(made.parent)

@@ -42,7 +42,8 @@ class SafeExtractor:
     """A :data:`~data_aggregator.ops.bundles.MemberOpener` that writes members under ``root``.
 
     ``durable`` fsyncs each file, so that deleting the bundle from Distribution afterwards cannot lose
-    data to a power cut; tests and the demo may turn it off.
+    data to a power cut; tests and the demo may turn it off. A file's data is not enough: the entries
+    naming it live in its directories, so :meth:`sync_directories` fsyncs those as well.
     """
 
     def __init__(self, root: Path, *, durable: bool = True) -> None:
@@ -50,6 +51,7 @@ class SafeExtractor:
         self.root = root.resolve(strict=True)
         self.durable = durable
         self.written: dict[str, Path] = {}
+        self.created: list[Path] = []
 
     def __call__(self, info: tarfile.TarInfo) -> _DurableFile:
         reason = unsafe_member_reason(info.name)
@@ -87,3 +89,22 @@ class SafeExtractor:
                     raise MemberRefusedError(f"{current.relative_to(self.root)} is already a file")
                 continue
             current.mkdir()
+            self.created.append(current)
+
+    def sync_directories(self) -> None:
+        """Fsync every directory created here, deepest first, then the root.
+
+        Bottom-up, so that once a directory's entry is durable, what it names is durable too; the
+        caller does this before renaming the root into place and deleting the bundle.
+        """
+        for directory in sorted(self.created, key=lambda path: len(path.parts), reverse=True):
+            _fsync_directory(directory)
+        _fsync_directory(self.root)
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
