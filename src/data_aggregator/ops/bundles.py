@@ -15,6 +15,7 @@ import hashlib
 import tarfile
 import unicodedata
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, cast
 
@@ -83,6 +84,10 @@ class ExtendedHeaderError(Exception):
     """An extended tar header is larger than the writer ever makes, or of a kind it never writes."""
 
 
+_IN_EXTENDED_HEADER: ContextVar[bool] = ContextVar("_IN_EXTENDED_HEADER", default=False)
+"""Set while tarfile reads the member an extended header applies to (it recurses for each one)."""
+
+
 class _BoundedTarInfo(tarfile.TarInfo):
     """A TarInfo that refuses oversized extended headers and any GNU sparse data before parsing them.
 
@@ -92,24 +97,37 @@ class _BoundedTarInfo(tarfile.TarInfo):
     bounds this, so the private ``_proc_*`` hooks (the extension points the stdlib's own comments
     describe for subclasses) are wrapped: each checks the declared size, then defers to the stdlib.
     The writer never produces sparse files, so every GNU sparse form is refused outright.
+
+    The writer also puts at most one extended header (a PAX ``x``) before a member and never a global
+    one. tarfile reads the next header recursively from inside each extended one, keeping every
+    level's data and parsed keys alive, and merges global headers into a dictionary it copies for
+    every later member: so a chain of extended headers, or any global header, is refused too.
     """
 
-    def _check_extended(self, kind: str) -> None:
+    def _extended(
+        self, kind: str, archive: tarfile.TarFile, process: Callable[[tarfile.TarFile], tarfile.TarInfo]
+    ) -> tarfile.TarInfo:
+        where = f"{kind} header at offset {self.offset:,}"
         if self.size > MAX_EXTENDED_HEADER_BYTES:
             raise ExtendedHeaderError(
-                f"{kind} header at offset {self.offset:,} declares {self.size:,} bytes, "
-                f"above the {MAX_EXTENDED_HEADER_BYTES:,} allowed"
+                f"{where} declares {self.size:,} bytes, above the {MAX_EXTENDED_HEADER_BYTES:,} allowed"
             )
+        if self.type == tarfile.XGLTYPE:
+            raise ExtendedHeaderError(f"{where}: global headers are never written")
+        if _IN_EXTENDED_HEADER.get():
+            raise ExtendedHeaderError(f"{where} follows another extended header (at most one per member)")
+        token = _IN_EXTENDED_HEADER.set(True)
+        try:
+            return process(archive)
+        finally:
+            _IN_EXTENDED_HEADER.reset(token)
 
     def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
-        self._check_extended("PAX extended")
-        member: tarfile.TarInfo = cast("Any", super())._proc_pax(archive)
-        return member
+        return self._extended("PAX extended", archive, cast("Any", super())._proc_pax)
 
     def _proc_gnulong(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
-        self._check_extended("GNU long link" if self.type == tarfile.GNUTYPE_LONGLINK else "GNU long name")
-        member: tarfile.TarInfo = cast("Any", super())._proc_gnulong(archive)
-        return member
+        kind = "GNU long link" if self.type == tarfile.GNUTYPE_LONGLINK else "GNU long name"
+        return self._extended(kind, archive, cast("Any", super())._proc_gnulong)
 
     def _proc_sparse(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
         raise ExtendedHeaderError(f"GNU sparse member at offset {self.offset:,} (sparse files are never bundled)")

@@ -10,6 +10,7 @@ scan's peak is about one read chunk (1 MiB).
 from __future__ import annotations
 
 import gc
+import gzip
 import io
 import tarfile
 import tracemalloc
@@ -145,6 +146,55 @@ def test_an_oversized_extended_header_is_refused_unread(
     assert len(report.problems) == 1, report.problems
     assert report.problems[0].startswith(f"not a readable .tar.gz: refused {words} at offset 0 declares ")
     assert report.problems[0].endswith("bytes, above the 65,536 allowed")
+
+
+def _pax_record(keyword: str, value: str) -> bytes:
+    body = f" {keyword}={value}\n".encode()
+    length = len(body) + len(str(len(body) + 2))
+    return str(length).encode() + body
+
+
+def _extended_header(kind: bytes, records: list[bytes]) -> bytes:
+    data = b"".join(records)
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type = kind
+    header.size = len(data)
+    return header.tobuf(tarfile.USTAR_FORMAT) + data + bytes(-len(data) % 512)
+
+
+def test_global_headers_are_refused() -> None:
+    """Each global header's keys pile up in one dictionary that tarfile copies for every later member:
+    100 of them (60 KB of small keys each, 2.9 MB of gzip) cost 103 MB before."""
+    globals_ = b"".join(
+        _extended_header(tarfile.XGLTYPE, [_pax_record(f"k{j}.{i}", "") for i in range(5000)]) for j in range(3)
+    )
+    member = tarfile.TarInfo("f").tobuf(tarfile.USTAR_FORMAT)
+    report, peak = _scan(gzip.compress(globals_ + member + bytes(1024)))
+    assert peak < PEAK_BYTES, peak
+    assert report.problems == [
+        "not a readable .tar.gz: refused PAX extended header at offset 0: global headers are never written"
+    ]
+
+
+@pytest.mark.parametrize(
+    "chain",
+    [
+        [tarfile.XHDTYPE, tarfile.XHDTYPE],
+        [tarfile.GNUTYPE_LONGLINK, tarfile.GNUTYPE_LONGNAME],
+        [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME],
+    ],
+    ids=["pax-pax", "gnu-link-name", "pax-gnu"],
+)
+def test_a_chain_of_extended_headers_is_refused(chain: list[bytes]) -> None:
+    """tarfile recurses into the next header from inside each one, keeping every level alive."""
+    headers = b"".join(_extended_header(kind, [_pax_record("comment", "x")]) for kind in chain)
+    member = tarfile.TarInfo("f").tobuf(tarfile.USTAR_FORMAT)
+    report, _ = _scan(gzip.compress(headers + member + bytes(1024)))
+    assert len(report.problems) == 1, report.problems
+    assert report.problems[0].startswith("not a readable .tar.gz: refused ")
+    assert report.problems[0].endswith(
+        "header at offset 1,024 follows another extended header (at most one per member)"
+    )
 
 
 def _gnu_sparse_member(tar: tarfile.TarFile) -> None:
