@@ -2,8 +2,9 @@
 
 Each case is built from a seed, so a failure names the seed that reproduces it. The kinds follow what
 someone with write access to Distribution (or a bad disk) could hand the consumer: fuzzed PAX
-headers, numeric fields that lie, links, devices, duplicates, traversal names, bombs, and random
-damage to header blocks and to the compressed stream.
+headers, numeric fields that lie, links, devices, duplicates, traversal names, bombs, random damage
+to header blocks and to the compressed stream, and the inputs that cost work rather than bytes: very
+deep paths, very large extended headers and very many members.
 """
 
 from __future__ import annotations
@@ -154,6 +155,60 @@ def _bomb(rng: random.Random) -> bytes:
     return build_bundle([SourceFile("zeros.bin", bytes(size))])
 
 
+def _deep_path(rng: random.Random) -> bytes:
+    """Names of thousands of one-letter segments: any per-prefix bookkeeping is quadratic in them."""
+    if rng.random() < 0.5:  # one name past the length or segment bound
+        depth = rng.choice((1100, 1500, 2100, 3000, 5000))
+        return _gz(_tar(lambda tar: tar.addfile(tarfile.TarInfo("a/" * depth + "f"))))
+
+    def build(tar: tarfile.TarFile) -> None:  # many names just inside the bounds, each its own tree
+        for index in range(rng.randint(5, 12)):
+            tar.addfile(tarfile.TarInfo(f"{index}/" + "a/" * 1000 + "f"))
+
+    return _gz(_tar(build))
+
+
+def _large_extended_header(rng: random.Random) -> bytes:
+    """Extended headers that tarfile reads and parses whole, before the scanner sees a member."""
+    size = rng.choice((180_000, 250_000))  # past the 64 KiB bound, within the test's 256 KiB allowance
+    info = tarfile.TarInfo("big")
+    fmt = tarfile.PAX_FORMAT
+    match rng.randrange(5):
+        case 0:  # a sparse map parses into one int per number
+            info.pax_headers = {"GNU.sparse.map": ("1," * (size // 2))[:-1]}
+        case 1:
+            info.pax_headers = {"path": "p" * size, "comment": "c" * rng.randrange(size)}
+        case 2:  # GNU long name, then long link
+            info.name = "n" * size
+            fmt = tarfile.GNU_FORMAT
+        case 3:
+            info.type = tarfile.SYMTYPE
+            info.linkname = "l" * size
+            fmt = tarfile.GNU_FORMAT
+        case _:  # small sparse keys that need no map
+            info.pax_headers = {rng.choice(("GNU.sparse.name", "GNU.sparse.size", "GNU.sparse.realsize")): "1"}
+    return _gz(_tar(lambda tar: tar.addfile(info), fmt=fmt))
+
+
+def _many_members(rng: random.Random) -> bytes:
+    """Thousands of empty members, each a header of 512 bytes and nothing else.
+
+    The names are random (so the stream does not compress past the test's expansion ratio) and set
+    straight into one template header with its checksum, which is much faster than tarfile per member.
+    """
+    template = bytearray(tarfile.TarInfo("").tobuf(tarfile.USTAR_FORMAT))
+    template[148:156] = b"        "
+    base_sum = sum(template)
+    headers = []
+    for _ in range(rng.choice((8_000, 12_000))):
+        name = rng.randbytes(12).hex().encode()
+        header = bytearray(template)
+        header[: len(name)] = name
+        header[148:155] = f"{base_sum + sum(name):06o}\x00".encode()
+        headers.append(bytes(header))
+    return _gz(b"".join(headers) + bytes(2 * BLOCK))
+
+
 KINDS: tuple[Callable[[random.Random], bytes], ...] = (
     _pax_fuzz,
     _pax_fuzz,
@@ -166,9 +221,13 @@ KINDS: tuple[Callable[[random.Random], bytes], ...] = (
 )
 
 
+EXPENSIVE: tuple[Callable[[random.Random], bytes], ...] = (_bomb, _deep_path, _large_extended_header, _many_members)
+"""Kinds that are slow to build (and to read, for a scanner without bounds): one seed in 50 each."""
+
+
 def hostile_bundle(seed: int) -> bytes:
-    """One hostile bundle; every 250th seed is a bomb (they are slower to build and read)."""
+    """One hostile bundle; one seed in 50 is one of the expensive kinds, in turn, the rest cheap ones."""
     rng = random.Random(seed)
-    if seed % 250 == 0:
-        return _bomb(rng)
+    if seed % 50 == 0:
+        return EXPENSIVE[seed // 50 % len(EXPENSIVE)](rng)
     return KINDS[seed % len(KINDS)](rng)

@@ -15,6 +15,7 @@ import hashlib
 import tarfile
 import unicodedata
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, cast
 
@@ -24,6 +25,19 @@ from data_aggregator.models import MANIFEST_MEMBER, Manifest
 from data_aggregator.ops.hashing import CHUNK_BYTES, HashingReader, Readable
 
 MAX_SEGMENT_BYTES = 255
+MAX_NAME_BYTES = 4096
+"""PATH_MAX on Linux. The writer's longest name is a 1024-byte S3 key with every byte escaped to ``%XX``
+(at most 3,072 bytes) plus a ``~tag`` of a few bytes, so a longer name cannot be ours; checking this first keeps every
+later per-name pass cheap."""
+MAX_NAME_SEGMENTS = 1024
+"""Twice the most segments the writer can produce (a 1024-byte key ``a/a/.../a`` has 512): a generous
+bound, yet one that stops a name of thousands of tiny segments before its directories are recorded."""
+MAX_EXTENDED_HEADER_BYTES = 64 * 1024
+"""Largest PAX or GNU long-name record read into memory: the writer's largest is a name of at most
+``MAX_NAME_BYTES`` plus a few short keywords."""
+MAX_MEMBERS = 100_100
+"""Default bound on a bundle's members: the writer puts at most ``MAX_FILES_PER_BUNDLE`` (100,000 at
+most, see ``config.py``) files and one manifest in a bundle; the rest is margin."""
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 MAX_PROBLEMS_LISTED = 50
 MIB = 1024 * 1024
@@ -32,9 +46,11 @@ GIB = 1024 * MIB
 
 @dataclass(frozen=True, slots=True)
 class ExpansionLimits:
-    """How many bytes a bundle may expand to, checked while its tar stream is read.
+    """How many bytes (and members) a bundle may expand to, checked while its tar stream is read.
 
-    The allowance is ``max_ratio`` times the compressed size, but never less than ``floor_bytes`` (so a
+    ``max_members`` bounds the number of tar headers: each costs parsing and bookkeeping however few
+    bytes it takes, so 300,000 empty members fit in under 2 MB of gzip. The byte allowance is
+    ``max_ratio`` times the compressed size, but never less than ``floor_bytes`` (so a
     small bundle of very compressible files still passes) and never more than ``max_bytes``. The tar
     stream (headers, padding and member data) is counted as it is decompressed, so a bomb is stopped
     before it writes more than the allowance, and no header can make the scan seek past it.
@@ -43,9 +59,10 @@ class ExpansionLimits:
     max_ratio: float = 200.0
     max_bytes: int = 8 * GIB
     floor_bytes: int = 64 * MIB
+    max_members: int = MAX_MEMBERS
 
     def __post_init__(self) -> None:
-        if self.max_ratio <= 0 or self.max_bytes <= 0 or self.floor_bytes < 0:
+        if self.max_ratio <= 0 or self.max_bytes <= 0 or self.floor_bytes < 0 or self.max_members <= 0:
             raise ValueError("expansion limits must be positive")
 
     def allowance(self, compressed_size: int | None) -> int:
@@ -61,6 +78,78 @@ DEFAULT_LIMITS = ExpansionLimits()
 
 class ExpansionLimitError(Exception):
     """The decompressed stream grew past its allowance; the bundle is rejected, nothing more is read."""
+
+
+class ExtendedHeaderError(Exception):
+    """An extended tar header is larger than the writer ever makes, or of a kind it never writes."""
+
+
+_IN_EXTENDED_HEADER: ContextVar[bool] = ContextVar("_IN_EXTENDED_HEADER", default=False)
+"""Set while tarfile reads the member an extended header applies to (it recurses for each one)."""
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses oversized extended headers and any GNU sparse data before parsing them.
+
+    ``tarfile`` reads a PAX or GNU long-name header's whole declared data into memory and parses it
+    (a GNU sparse map into a list of ints) while it looks for the next member, before the scan sees
+    any header: 16 MiB of ``GNU.sparse.map=1,1,...`` gzips to 16 KB and costs ~450 MB. No public API
+    bounds this, so the private ``_proc_*`` hooks (the extension points the stdlib's own comments
+    describe for subclasses) are wrapped: each checks the declared size, then defers to the stdlib.
+    The writer never produces sparse files, so every GNU sparse form is refused outright.
+
+    The writer also puts at most one extended header (a PAX ``x``) before a member and never a global
+    one. tarfile reads the next header recursively from inside each extended one, keeping every
+    level's data and parsed keys alive, and merges global headers into a dictionary it copies for
+    every later member: so a chain of extended headers, or any global header, is refused too.
+    """
+
+    def _extended(
+        self, kind: str, archive: tarfile.TarFile, process: Callable[[tarfile.TarFile], tarfile.TarInfo]
+    ) -> tarfile.TarInfo:
+        where = f"{kind} header at offset {self.offset:,}"
+        if self.size > MAX_EXTENDED_HEADER_BYTES:
+            raise ExtendedHeaderError(
+                f"{where} declares {self.size:,} bytes, above the {MAX_EXTENDED_HEADER_BYTES:,} allowed"
+            )
+        if self.type == tarfile.XGLTYPE:
+            raise ExtendedHeaderError(f"{where}: global headers are never written")
+        if _IN_EXTENDED_HEADER.get():
+            raise ExtendedHeaderError(f"{where} follows another extended header (at most one per member)")
+        token = _IN_EXTENDED_HEADER.set(True)
+        try:
+            return process(archive)
+        finally:
+            _IN_EXTENDED_HEADER.reset(token)
+
+    def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        return self._extended("PAX extended", archive, cast("Any", super())._proc_pax)
+
+    def _proc_gnulong(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        kind = "GNU long link" if self.type == tarfile.GNUTYPE_LONGLINK else "GNU long name"
+        return self._extended(kind, archive, cast("Any", super())._proc_gnulong)
+
+    def _proc_sparse(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        raise ExtendedHeaderError(f"GNU sparse member at offset {self.offset:,} (sparse files are never bundled)")
+
+    def _refuse_sparse_keys(self, *_: object) -> None:
+        raise ExtendedHeaderError(
+            f"GNU.sparse.* keys in the PAX header at offset {self.offset:,} (sparse files are never bundled)"
+        )
+
+    # Called by ``_proc_pax`` when it finds GNU.sparse.* keys, before they are parsed or any sparse
+    # map is read from the member's data.
+    _proc_gnusparse_00 = _refuse_sparse_keys
+    _proc_gnusparse_01 = _refuse_sparse_keys
+    _proc_gnusparse_10 = _refuse_sparse_keys
+
+    def _apply_pax_info(self, pax_headers: dict[str, str], encoding: str, errors: str) -> None:
+        # The sparse keys that need no sparse map (GNU.sparse.name, .size, .realsize) land here.
+        if any(keyword.startswith("GNU.sparse.") for keyword in pax_headers):
+            raise ExtendedHeaderError(
+                f"GNU.sparse.* keys in the PAX headers of member {_shown(self.name)} (sparse files are never bundled)"
+            )
+        cast("Any", super())._apply_pax_info(pax_headers, encoding, errors)
 
 
 class _Passthrough(Exception):
@@ -143,6 +232,8 @@ class BundleReport:
     manifest: Manifest | None = None
     members: list[MemberDigest] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    problems_not_listed: int = 0
+    """Further per-member problems, counted but not kept once ``MAX_PROBLEMS_LISTED`` are listed."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -173,10 +264,11 @@ class BundleReport:
         if self.ok:
             lines.append("  result   OK")
         else:
-            lines.append(f"  result   FAILED ({len(self.problems)} problem(s))")
+            total = len(self.problems) + self.problems_not_listed
+            lines.append(f"  result   FAILED ({total} problem(s))")
             lines.extend(f"  - {problem}" for problem in self.problems[:MAX_PROBLEMS_LISTED])
-            if len(self.problems) > MAX_PROBLEMS_LISTED:
-                lines.append(f"  - ... and {len(self.problems) - MAX_PROBLEMS_LISTED} more")
+            if total > MAX_PROBLEMS_LISTED:
+                lines.append(f"  - ... and {total - MAX_PROBLEMS_LISTED} more")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,6 +283,7 @@ class BundleReport:
             "files": len(self.manifest.files) if self.manifest else None,
             "members": [{"name": m.name, "size": m.size, "sha256": m.sha256} for m in self.members],
             "problems": list(self.problems),
+            "problems_not_listed": self.problems_not_listed,
             "notes": list(self.notes),
         }
 
@@ -211,8 +304,14 @@ def unsafe_member_reason(name: str) -> str | None:
     """Why a tar member name may not be extracted as-is, or None when it is a safe relative path.
 
     Mirrors the contract for member names: relative, no empty, ``.`` or ``..`` segments, no control
-    characters, valid UTF-8, and segments short enough for common filesystems.
+    characters, valid UTF-8, and segments short enough for common filesystems. The length and depth
+    bounds come first, so that no later check (nor the scan's directory bookkeeping) does more than
+    linear work on a name of hostile size.
     """
+    if len(name) > MAX_NAME_BYTES or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"name longer than {MAX_NAME_BYTES:,} bytes"
+    if name.count("/") >= MAX_NAME_SEGMENTS:
+        return f"name has {name.count('/') + 1:,} path segments, more than {MAX_NAME_SEGMENTS:,}"
     whole_name_checks: tuple[tuple[bool, str], ...] = (
         (not name, "empty name"),
         (any(0xD800 <= ord(ch) <= 0xDFFF for ch in name), "not valid UTF-8"),
@@ -240,9 +339,16 @@ _KINDS = {
 }
 
 
+def _shown(name: str, limit: int = 200) -> str:
+    """A name as a report shows it: cut when longer than any safe name, so one problem stays one line."""
+    if len(name) <= limit:
+        return repr(name)
+    return f"{name[:limit]!r}... ({len(name):,} characters)"
+
+
 def _kind(info: tarfile.TarInfo) -> str:
     kind = _KINDS.get(info.type, f"tar type {info.type!r}")
-    return f"{kind} to {info.linkname!r}" if info.issym() or info.islnk() else kind
+    return f"{kind} to {_shown(info.linkname)}" if info.issym() or info.islnk() else kind
 
 
 class _Scan:
@@ -255,8 +361,19 @@ class _Scan:
         self.digests: dict[str, MemberDigest] = {}
         self.manifest_bytes: bytes | None = None
         self.members_after_manifest = 0
-        self.files: set[str] = set()
-        self.directories: set[str] = set()
+        # The members' paths as a tree, so that recording a name of n segments costs O(n), where a set
+        # of every parent prefix would cost O(n^2): directories map (parent id, segment) to their own
+        # id (the root is 0), files are (parent id, last segment).
+        self.directories: dict[tuple[int, str], int] = {}
+        self.files: set[tuple[int, str]] = set()
+
+    def problem(self, text: str) -> None:
+        """Record a per-member problem; past ``MAX_PROBLEMS_LISTED`` only count it (a bundle of many bad
+        members would otherwise hold one long message per member)."""
+        if len(self.report.problems) < MAX_PROBLEMS_LISTED:
+            self.report.problems.append(text)
+        else:
+            self.report.problems_not_listed += 1
 
     def beyond_limit(self, info: tarfile.TarInfo) -> str | None:
         """Why the scan must stop at this header: its declared size runs past the allowance.
@@ -277,24 +394,38 @@ class _Scan:
         ``a`` and ``a/b`` in one bundle need ``a`` to be a file and a directory at once: ``tar xzf``
         fails on it, and so would any extraction. The manifest's name is reserved the same way.
         """
-        parents = ["/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1)]
-        if parents and parents[0] == MANIFEST_MEMBER:
+        segments = name.split("/")
+        if len(segments) > 1 and segments[0] == MANIFEST_MEMBER:
             return f"member {name!r}: lies under {MANIFEST_MEMBER}/, which must be a file"
-        if name in self.directories:
+        node = 0
+        for depth, segment in enumerate(segments[:-1]):
+            if (node, segment) in self.files:
+                clash = "/".join(segments[: depth + 1])
+                return f"member {name!r}: its directory {clash!r} is also a file member"
+            child = self.directories.get((node, segment))
+            if child is None:
+                return None  # a directory no member has used yet: nothing lies below it
+            node = child
+        if (node, segments[-1]) in self.directories:
             return f"member {name!r}: is also a directory of another member"
-        clash = next((parent for parent in parents if parent in self.files), None)
-        if clash is not None:
-            return f"member {name!r}: its directory {clash!r} is also a file member"
         return None
+
+    def record_layout(self, name: str) -> None:
+        """Add an accepted member's path to the tree ``layout_conflict`` checks later names against."""
+        segments = name.split("/")
+        node = 0
+        for segment in segments[:-1]:
+            node = self.directories.setdefault((node, segment), len(self.directories) + 1)
+        self.files.add((node, segments[-1]))
 
     def refusal(self, info: tarfile.TarInfo) -> str | None:
         """Why this member is not read at all, or None."""
         name = info.name
         if not info.isreg() or info.issparse():
-            return f"member {name!r}: {_kind(info)} is not allowed (regular files only)"
+            return f"member {_shown(name)}: {_kind(info)} is not allowed (regular files only)"
         reason = unsafe_member_reason(name)
         if reason is not None:
-            return f"member {name!r}: unsafe name ({reason})"
+            return f"member {_shown(name)}: unsafe name ({reason})"
         if name in self.digests or (name == MANIFEST_MEMBER and self.manifest_bytes is not None):
             return f"member {name!r}: appears more than once"
         if name == MANIFEST_MEMBER and info.size > MAX_MANIFEST_BYTES:
@@ -302,19 +433,17 @@ class _Scan:
         return self.layout_conflict(name)
 
     def member(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
-        problems = self.report.problems
         name = info.name
         if self.manifest_bytes is not None:
             self.members_after_manifest += 1
         refusal = self.refusal(info)
         if refusal is not None:
-            problems.append(refusal)
+            self.problem(refusal)
             return
-        self.files.add(name)
-        self.directories.update("/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1))
+        self.record_layout(name)
         source = tar.extractfile(info)
         if source is None:  # pragma: no cover - isreg() members always have a file object
-            problems.append(f"member {name!r}: no data")
+            self.problem(f"member {name!r}: no data")
             return
         if name == MANIFEST_MEMBER:
             self.manifest_bytes = source.read()
@@ -322,7 +451,7 @@ class _Scan:
         try:
             sink = self.open_member(info) if self.open_member is not None else None
         except MemberRefusedError as exc:
-            problems.append(f"member {name!r}: refused: {exc}")
+            self.problem(f"member {name!r}: refused: {exc}")
             return
         except Exception as exc:
             raise _Passthrough(exc) from exc
@@ -362,18 +491,20 @@ class _Scan:
         listed: set[str] = set()
         for entry in manifest.files:
             if entry.member in listed:
-                problems.append(f"manifest lists member {entry.member!r} more than once")
+                self.problem(f"manifest lists member {entry.member!r} more than once")
                 continue
             listed.add(entry.member)
             actual = self.digests.get(entry.member)
             if actual is None:
-                problems.append(f"manifest lists {entry.member!r} (key {entry.key!r}) but no such member exists")
+                self.problem(f"manifest lists {entry.member!r} (key {entry.key!r}) but no such member exists")
                 continue
             if actual.size != entry.size:
-                problems.append(f"member {entry.member!r}: size {actual.size:,} but the manifest says {entry.size:,}")
+                self.problem(f"member {entry.member!r}: size {actual.size:,} but the manifest says {entry.size:,}")
             if actual.sha256 != entry.sha256:
-                problems.append(f"member {entry.member!r}: sha256 {actual.sha256} but the manifest says {entry.sha256}")
-        problems.extend(f"member {name!r} is not listed in the manifest" for name in self.digests if name not in listed)
+                self.problem(f"member {entry.member!r}: sha256 {actual.sha256} but the manifest says {entry.sha256}")
+        for name in self.digests:
+            if name not in listed:
+                self.problem(f"member {name!r} is not listed in the manifest")
 
 
 def _write(sink: MemberSink, chunk: bytes) -> None:
@@ -418,8 +549,21 @@ def scan_bundle(
     try:
         with gzip.GzipFile(fileobj=reader, mode="rb") as decompressed:
             limited = _LimitedStream(decompressed, allowance)
-            with tarfile.open(fileobj=cast("IO[bytes]", limited), mode="r|", encoding="utf-8") as tar:
-                for info in tar:
+            # _BoundedTarInfo bounds the extended headers tarfile parses before the scan sees a member.
+            with tarfile.open(
+                fileobj=cast("IO[bytes]", limited), mode="r|", encoding="utf-8", tarinfo=_BoundedTarInfo
+            ) as tar:
+                # Even in "r|" mode a TarFile keeps every TarInfo it reads in ``members`` unless its
+                # ``stream`` flag is set (only the first header, read by open(), is kept): a scan that
+                # never looks back must not hold one object per member.
+                tar.stream = True
+                for count, info in enumerate(tar, start=1):
+                    if count > limits.max_members:
+                        report.problems.append(
+                            f"the bundle has more than {limits.max_members:,} members (the most a bundle may "
+                            "hold); the rest was not read"
+                        )
+                        break
                     stop = scan.beyond_limit(info)
                     if stop is not None:
                         report.problems.append(stop)
@@ -433,6 +577,8 @@ def scan_bundle(
         raise carried.original from None
     except ExpansionLimitError as exc:
         report.problems.append(str(exc))
+    except ExtendedHeaderError as exc:
+        report.problems.append(f"not a readable .tar.gz: refused {exc}")
     except Exception as exc:  # any parser error is a bad bundle: see the docstring
         report.problems.append(f"not a readable .tar.gz: {type(exc).__name__}: {_short(exc)}")
     try:

@@ -2,13 +2,17 @@
 
 A hang cannot be asserted with a clock, so the source stream counts the reads made of it and fails
 the test past a bound no honest scan comes near: a scan that spins on the end of a stream shows up
-as a failure naming its seed instead of a stuck test run.
+as a failure naming its seed instead of a stuck test run. Work that reads few bytes but builds much
+(quadratic path bookkeeping, a parsed sparse map, one object per member) shows up in memory instead,
+so each scan's peak of traced allocations is bounded too: an honest scan's peak is about one read
+chunk (1 MiB).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -20,7 +24,8 @@ from tests.hostile_bundles import hostile_bundle
 CASES = 3000
 EXTRACT_EVERY = 7
 MAX_READS = 20_000
-LIMITS = ExpansionLimits(max_ratio=20, max_bytes=64 * 1024 * 1024, floor_bytes=256 * 1024)
+MAX_PEAK_BYTES = 4 * 1024 * 1024
+LIMITS = ExpansionLimits(max_ratio=20, max_bytes=64 * 1024 * 1024, floor_bytes=256 * 1024, max_members=200)
 
 
 class SpinGuard(io.BytesIO):
@@ -48,9 +53,15 @@ def test_hostile_bundles_are_reports_not_crashes(block: int, tmp_path: Path) -> 
         data = hostile_bundle(seed)
         target = tmp_path / "t" / str(seed)
         extractor = SafeExtractor(target, durable=False) if seed % EXTRACT_EVERY == 0 else None
-        report = scan_bundle(
-            SpinGuard(data), source=f"seed {seed}", compressed_size=len(data), limits=LIMITS, open_member=extractor
-        )
+        tracemalloc.start()
+        try:
+            report = scan_bundle(
+                SpinGuard(data), source=f"seed {seed}", compressed_size=len(data), limits=LIMITS, open_member=extractor
+            )
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak <= MAX_PEAK_BYTES, (seed, peak)
         accepted += report.ok
         assert report.object_size == len(data), seed
         if extractor is not None:
