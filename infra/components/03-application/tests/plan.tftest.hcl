@@ -132,9 +132,9 @@ run "claims_outliving_distribution_history_refused" {
   command = plan
 
   variables {
-    state_bucket         = "unused-in-tests"
-    lambda_zip_path      = "tests/fake-lambda.zip"
-    upstream_outputs     = { network = run.network, stateful = merge(run.stateful, { distribution_history_days = 7 }) }
+    state_bucket     = "unused-in-tests"
+    lambda_zip_path  = "tests/fake-lambda.zip"
+    upstream_outputs = { network = run.network, stateful = merge(run.stateful, { distribution_history_days = 7 }) }
   }
 
   expect_failures = [aws_lambda_event_source_mapping.events]
