@@ -433,7 +433,7 @@ def render(report: CostReport) -> str:
         "  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
         for row in rows
     ]
-    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(1, "-" * max(len(line) for line in lines))
     lines.append(f"{'total':<{widths[0] + widths[1] + 2}}  USD {report.total_usd:,.2f}/month")
     d = report.derived
     i = report.inputs

@@ -7,6 +7,7 @@ helpers, so a slip in the model cannot hide behind the same slip in the test.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from data_aggregator.ops.cost import (
     firehose_billed_kb,
     load_prices,
     make_inputs,
+    render,
 )
 
 
@@ -158,3 +160,9 @@ def test_cost_command_prints_a_table_and_json(capsys: pytest.CaptureFixture[str]
     assert data["inputs"]["files_per_day"] == 100_000
     assert data["total_usd"] == pytest.approx(sum(i["monthly_usd"] for i in data["items"]))
     assert all(i["source"] for i in data["items"])
+
+
+def test_docs_show_the_current_default_output() -> None:
+    """docs/cost.md quotes the default output; a price or model change must update it too."""
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "cost.md").read_text(encoding="utf-8")
+    assert render(estimate(CostInputs())) in docs
