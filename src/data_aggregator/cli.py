@@ -1,4 +1,4 @@
-"""The ``data-aggregator`` console script: demo, replay, verify, consume and dlq.
+"""The ``data-aggregator`` console script: demo, replay, verify, consume, dlq and cost.
 
 Subcommand modules are imported only when their subcommand runs, so ``verify`` works on a host that
 lacks the demo's optional dependencies, and nothing here is ever on the Lambda function's path.
@@ -622,6 +622,55 @@ def _run_dlq_redrive(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
+# -- cost ------------------------------------------------------------------------------------------
+
+#: option -> help; values stay strings here so that the model's validation reports a bad one in one line.
+_COST_OPTIONS = {
+    "--files-per-day": "files uploaded a day (default 864000)",
+    "--avg-kb": "average file size in KB of 1,024 bytes (default 100)",
+    "--region": "region whose price list to use (default eu-west-2)",
+    "--memory-mb": "function memory (default 1769)",
+    "--batch-size": "ESM batch size (default 1000)",
+    "--window-s": "ESM batching window in seconds (default 20)",
+    "--files-per-invocation": "files an invocation (default: min(batch, files/s x window))",
+    "--cpu-s-per-gb": "CPU seconds per GB of input (default 3.46, measured on x86)",
+    "--io-s-per-file": "wall seconds of S3/DynamoDB waits per file (default 0.005)",
+    "--overhead-s-per-invocation": "wall seconds per invocation besides that (default 0.2)",
+    "--compression-ratio": "input bytes / bundle bytes (default 2.38, measured)",
+    "--archive-age-months": "months of bundles already in Archive (default 12)",
+    "--consumer-poll-s": "consumer seconds between LIST polls (default 10)",
+    "--kms-requests-per-day": "KMS requests a day with S3 Bucket Keys (default 1000)",
+    "--usd-per-gbp": "exchange rate for the design estimate (default 1.27)",
+}
+
+
+def _cost_parser(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "cost",
+        help="print the monthly cost of a given load, line by line, with each figure's source",
+        description="Model the monthly AWS cost of the pipeline for a load: every line item says whether its "
+        "quantity is measured or configured and which price list its price comes from; the total is compared "
+        "with the design's estimate and with Amazon Data Firehose. Pure arithmetic: no AWS call.",
+        epilog="See docs/cost.md. Exit 0 ok, 2 usage (a bad value or a region without a price list).",
+    )
+    for option, text in _COST_OPTIONS.items():
+        p.add_argument(option, metavar="N" if option != "--region" else "REGION", help=text)
+    p.add_argument("--json", action="store_true", help="the line items, totals and comparisons as JSON")
+    p.set_defaults(run=_run_cost)
+
+
+def _run_cost(args: argparse.Namespace) -> int:
+    from data_aggregator.ops.cost import CostError, estimate, make_inputs, render  # noqa: PLC0415
+
+    values = {option[2:].replace("-", "_"): getattr(args, option[2:].replace("-", "_")) for option in _COST_OPTIONS}
+    try:
+        report = estimate(make_inputs(**values))
+    except CostError as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps(report.to_dict(), indent=2) if args.json else render(report))
+    return EXIT_OK
+
+
 # -- entry point -----------------------------------------------------------------------------------
 
 
@@ -640,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verify_parser(sub)
     _consume_parser(sub)
     _dlq_parser(sub)
+    _cost_parser(sub)
     return parser
 
 
