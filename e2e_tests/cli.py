@@ -7,6 +7,7 @@ was run: every config is validated before the first scenario starts).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shutil
 import sys
@@ -15,6 +16,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from data_aggregator.sandbox.backends import BACKENDS, DEFAULT_BACKEND
+from data_aggregator.sandbox.emulator import EmulatorUnavailableError
+from data_aggregator.sandbox.local_aws import BackendStartError, LocalAwsTools
 from e2e_tests.aws import AwsTarget, DeploymentError, UnsupportedScenarioError, read_deployment
 from e2e_tests.config import ConfigFileError, ScenarioConfig, load_config
 from e2e_tests.report import render
@@ -39,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
         help="scenario file(s), e.g. e2e_tests/configs/*.json",
     )
     parser.add_argument("--target", choices=("local", "aws"), default="local", help="where to run (default local)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=DEFAULT_BACKEND,
+        help="the emulator behind the local target: moto (default) or local-aws (LocalStack + DynamoDB Local)",
+    )
     parser.add_argument("--env", help="environment under infra/environments (aws target), e.g. dev")
     parser.add_argument("--profile", help="AWS profile (aws target)")
     parser.add_argument("--workdir", type=Path, help="keep logs and extracted files under this directory")
@@ -74,7 +84,9 @@ def _factory(args: argparse.Namespace) -> TargetFactory:
     if args.target == "local":
         from e2e_tests.local import LocalTarget  # noqa: PLC0415 - needs the emulator only when used
 
-        return LocalTarget
+        if args.backend == "local-aws":
+            LocalAwsTools.locate()  # not installed: say so before the first scenario, not in its middle
+        return functools.partial(LocalTarget, backend=args.backend)
     if not args.env:
         raise UnsupportedScenarioError("the aws target needs --env (an environment under infra/environments)")
     deployment = read_deployment(args.env)
@@ -94,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.target == "aws":
             configs, skipped = runnable_on_aws(configs)
         factory = _factory(args)
-    except (ConfigFileError, UnsupportedScenarioError, DeploymentError) as exc:
+    except (ConfigFileError, UnsupportedScenarioError, DeploymentError, EmulatorUnavailableError) as exc:
         print(f"e2e: {exc}", file=sys.stderr)
         return EXIT_USAGE
     base = args.workdir or Path(tempfile.mkdtemp(prefix="data-aggregator-e2e-"))
@@ -106,7 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     for config in configs:
         workdir = base / config.name
-        result = run_scenario(config, factory, workdir)
+        try:
+            result = run_scenario(config, factory, workdir)
+        except BackendStartError as exc:
+            print(f"e2e: {config.name}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         results.append(result)
         if result.passed and not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)

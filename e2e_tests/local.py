@@ -18,7 +18,8 @@ from typing import Any, Self
 
 from data_aggregator.errors import PoisonMessageError
 from data_aggregator.events import parse_message
-from data_aggregator.sandbox.emulator import Clients, EmulatorProcess
+from data_aggregator.sandbox.backends import DEFAULT_BACKEND, Backend, BackendName, backend_for
+from data_aggregator.sandbox.emulator import Clients
 from data_aggregator.sandbox.esm import EventSourceMapping, Handler, MappingSettings
 from data_aggregator.sandbox.harness import (
     eventbridge_event_body,
@@ -74,8 +75,9 @@ class LocalTarget:
 
     kind = "local"
 
-    def __init__(self, config: ScenarioConfig, workdir: Path) -> None:
+    def __init__(self, config: ScenarioConfig, workdir: Path, backend: BackendName = DEFAULT_BACKEND) -> None:
         self.config = config
+        self.backend = backend
         self.workdir = workdir
         self.run_marker = f"e2e-{uuid.uuid4().hex[:10]}"
         self.key_prefix = f"{config.name}/"
@@ -84,7 +86,7 @@ class LocalTarget:
         self._stack = ExitStack()
         self._esm: EventSourceMapping | None = None
         self._recorder: NotificationRecorder | None = None
-        self._emulator: EmulatorProcess | None = None
+        self._emulator: Backend | None = None
         self._probe = MemoryProbe()
         self._started = False
         self._memory: MemoryFigures | None = None
@@ -107,7 +109,7 @@ class LocalTarget:
     def _set_up(self) -> None:
         config, stack = self.config, self._stack
         processing = config.processing
-        self._emulator = stack.enter_context(EmulatorProcess(log_path=self.workdir / "emulator.log"))
+        self._emulator = stack.enter_context(backend_for(self.backend, self.workdir))
         self.clients: Clients = self._emulator.clients()
         environment = provision(
             self.clients,

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from data_aggregator.ops.bundles import ExpansionLimits
     from data_aggregator.ops.consume import Consumer
     from data_aggregator.ops.dlq import DeadLetterQueue
+    from data_aggregator.sandbox.backends import Backend
     from data_aggregator.sandbox.demo import DemoOptions, DemoReport
-    from data_aggregator.sandbox.emulator import Emulator
     from data_aggregator.sandbox.provision import Environment
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -45,7 +45,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 EXIT_CODES = f"""exit codes (every subcommand):
   {EXIT_OK}    success
-  {EXIT_FAILED}    a bad bundle or a failed check (verify, consume, replay, demo, dlq)
+  {EXIT_FAILED}    a bad bundle or a failed check (verify, consume, replay, demo, dlq), or an emulator
+       that did not start (demo)
   {EXIT_USAGE}    bad usage or configuration, including missing or unreadable credentials
   {EXIT_PENDING}    pending: Glacier restores still running (replay)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
@@ -140,6 +141,13 @@ def _demo_parser(sub: Subparsers) -> None:
         help="after the report, keep the emulator running (with the work directory) for verify, replay, "
         "consume and dlq in another shell; Ctrl-C stops it",
     )
+    p.add_argument(
+        "--backend",
+        choices=("moto", "local-aws"),
+        default="moto",
+        help="the AWS emulator: moto (default, starts in a second) or local-aws (LocalStack's S3 and SQS with "
+        "Amazon DynamoDB Local; install with `make local-aws`)",
+    )
     p.set_defaults(run=_run_demo)
 
 
@@ -170,6 +178,7 @@ def demo_options(args: argparse.Namespace) -> DemoOptions:
         drain_timeout_seconds=args.drain_timeout,
         workdir=args.workdir,
         keep_workdir=args.keep_workdir or args.keep,
+        backend=args.backend,
     )
 
 
@@ -180,10 +189,11 @@ def _run_demo(args: argparse.Namespace) -> int:
         run_demo,
     )
     from data_aggregator.sandbox.emulator import EmulatorUnavailableError  # noqa: PLC0415
+    from data_aggregator.sandbox.local_aws import BackendStartError  # noqa: PLC0415
 
     shown: list[DemoReport] = []
 
-    def keep_running(report: DemoReport, emulator: Emulator, environment: Environment) -> None:
+    def keep_running(report: DemoReport, emulator: Backend, environment: Environment) -> None:
         print(report.render(), flush=True)
         shown.append(report)
         print(operator_instructions(emulator, environment, report.workdir), flush=True)
@@ -196,6 +206,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         report = run_demo(demo_options(args), after=keep_running if args.keep else None)
     except (ValueError, EmulatorUnavailableError) as exc:
         raise UsageError(str(exc)) from None
+    except BackendStartError as exc:
+        print(f"{PROG} demo: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except DemoInterruptedError as exc:
         where = f"work directory kept at {exc.workdir}" if exc.workdir else "temporary work directory removed"
         print(f"{PROG} demo: interrupted; {where}", file=sys.stderr)

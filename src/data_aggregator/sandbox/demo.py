@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from data_aggregator.ops.consume import Consumer
+from data_aggregator.sandbox.backends import DEFAULT_BACKEND, Backend, BackendName, backend_for
 from data_aggregator.sandbox.checks import (
     Reconciliation,
     archive_problems,
@@ -32,7 +33,7 @@ from data_aggregator.sandbox.checks import (
     queue_bodies,
     reconcile,
 )
-from data_aggregator.sandbox.emulator import Clients, Emulator
+from data_aggregator.sandbox.emulator import Clients
 from data_aggregator.sandbox.esm import EventSourceMapping, Handler, MappingSettings
 from data_aggregator.sandbox.harness import (
     ConsumerLoop,
@@ -82,6 +83,7 @@ class DemoOptions:
     workdir: Path | None = None
     keep_workdir: bool = False
     environment_name: str = "dev"
+    backend: BackendName = DEFAULT_BACKEND
 
     def __post_init__(self) -> None:
         if not self.function_timeout_seconds < self.claim_lease_seconds < self.visibility_timeout:
@@ -226,7 +228,7 @@ class DemoReport:
         return "\n".join(lines)
 
 
-def handler_settings(environment: Environment, options: DemoOptions, emulator: Emulator) -> dict[str, str]:
+def handler_settings(environment: Environment, options: DemoOptions, emulator: Backend) -> dict[str, str]:
     """The function's environment as Terraform would set it, pointed at the emulator."""
     return handler_environment(
         emulator,
@@ -296,7 +298,7 @@ class _Run:
 
 
 HandlerFactory = Callable[[Clients, Environment], Handler]
-AfterRun = Callable[["DemoReport", Emulator, Environment], None]
+AfterRun = Callable[["DemoReport", Backend, Environment], None]
 
 
 def release_emulator_bookkeeping() -> None:
@@ -314,7 +316,7 @@ def release_emulator_bookkeeping() -> None:
     reset_model_data()
 
 
-def operator_instructions(emulator: Emulator, environment: Environment, workdir: Path | None) -> str:
+def operator_instructions(emulator: Backend, environment: Environment, workdir: Path | None) -> str:
     """How to point a second shell at a kept demo, with commands that work as written there."""
     names = environment.names
     listed = emulator.clients().s3.list_objects_v2(Bucket=names.archive, MaxKeys=1).get("Contents", [])
@@ -341,7 +343,7 @@ def run_demo(
     options: DemoOptions,
     *,
     make_handler: HandlerFactory | None = None,
-    emulator: Emulator | None = None,
+    emulator: Backend | None = None,
     status: TextIO | None = None,
     after: AfterRun | None = None,
 ) -> DemoReport:
@@ -386,13 +388,14 @@ def _run_in(
     started: float,
     *,
     make_handler: HandlerFactory | None,
-    emulator: Emulator | None,
+    emulator: Backend | None,
     status: TextIO | None,
     after: AfterRun | None = None,
 ) -> DemoReport:
     with ExitStack() as outer:
         if emulator is None:
-            emulator = outer.enter_context(Emulator())
+            # moto runs in this process (it starts in a second); local-aws's servers are children.
+            emulator = outer.enter_context(backend_for(options.backend, workdir, own_process=False))
         with ExitStack() as stack:  # the handler's environment and output routing: this run only
             handler_log = stack.enter_context((workdir / "handler.log").open("w", encoding="utf-8"))
             clients = emulator.clients()

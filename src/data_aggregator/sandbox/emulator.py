@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal, Self
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import boto3
 from botocore.config import Config
@@ -66,8 +66,12 @@ class Clients:
         *,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
+        dynamodb_endpoint_url: str | None = None,
     ) -> Clients:
-        """Clients with a connection pool large enough for the uploader's and the ESM's threads."""
+        """Clients with a connection pool large enough for the uploader's and the ESM's threads.
+
+        ``dynamodb_endpoint_url`` serves a backend whose DynamoDB is a server of its own (local-aws).
+        """
         config = Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 5})
         session = boto3.session.Session(
             region_name=region, aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key
@@ -75,7 +79,7 @@ class Clients:
         return cls(
             s3=session.client("s3", endpoint_url=endpoint_url, config=config),
             sqs=session.client("sqs", endpoint_url=endpoint_url, config=config),
-            dynamodb=session.client("dynamodb", endpoint_url=endpoint_url, config=config),
+            dynamodb=session.client("dynamodb", endpoint_url=dynamodb_endpoint_url or endpoint_url, config=config),
             session=session,
             endpoint_url=endpoint_url,
             config=config,
@@ -93,13 +97,34 @@ def _require_moto() -> None:
         ) from exc
 
 
+def read_port_line(process: subprocess.Popen[str], timeout_seconds: float) -> int | None:
+    """The port a child announces as its first stdout line (``PORT <n>``); None if it says anything else."""
+    found: list[str] = []
+
+    def read() -> None:
+        if process.stdout is not None:
+            found.append(process.stdout.readline())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout_seconds)
+    line = found[0].strip() if found else ""
+    return int(line.removeprefix(PORT_LINE_PREFIX)) if line.startswith(PORT_LINE_PREFIX) else None
+
+
 @dataclass
 class Emulator:
     """moto's threaded server on 127.0.0.1 and a free port; a context manager."""
 
+    backend: ClassVar[str] = "moto"
     region: str = DEFAULT_REGION
     endpoint_url: str = ""
     _server: Any = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        """None: this server shares the process (and its memory figure) with its caller."""
+        return None
 
     def start(self) -> Self:
         """Start the server; raises :class:`EmulatorUnavailableError` without the ``demo`` extra."""
@@ -178,25 +203,12 @@ class EmulatorProcess(Emulator):
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        port = self._read_port(self._process)
+        port = read_port_line(self._process, self.startup_timeout_seconds)
+        if port is None:
+            self.stop()
+            raise RuntimeError(f"the emulator process did not start; see its log {self.log_path}")
         self.endpoint_url = f"http://127.0.0.1:{port}"
         return self
-
-    def _read_port(self, process: subprocess.Popen[str]) -> int:
-        found: list[str] = []
-
-        def read() -> None:
-            if process.stdout is not None:
-                found.append(process.stdout.readline())
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(self.startup_timeout_seconds)
-        line = found[0].strip() if found else ""
-        if not line.startswith(PORT_LINE_PREFIX):
-            self.stop()
-            raise RuntimeError(f"the emulator process did not start (said {line!r}); see its log {self.log_path}")
-        return int(line.removeprefix(PORT_LINE_PREFIX))
 
     def stop(self) -> None:
         """Terminate the child (idempotent)."""

@@ -24,7 +24,7 @@ from urllib.parse import quote_plus
 
 from data_aggregator.models import utc_timestamp
 from data_aggregator.ops.consume import ConsumedBundle, Consumer
-from data_aggregator.sandbox.emulator import Emulator
+from data_aggregator.sandbox.backends import Backend
 from data_aggregator.sandbox.esm import Handler
 from data_aggregator.sandbox.provision import Environment
 from data_aggregator.sandbox.uploader import UploadedFile
@@ -110,7 +110,7 @@ def handler_loggers_routed() -> Iterator[None]:
 
 
 def handler_environment(
-    emulator: Emulator, environment: Environment, *, claim_lease_seconds: int, function_timeout_seconds: float
+    emulator: Backend, environment: Environment, *, claim_lease_seconds: int, function_timeout_seconds: float
 ) -> dict[str, str]:
     """The function's environment as Terraform would set it, pointed at the emulator."""
     return {

@@ -18,6 +18,7 @@ import pytest
 from data_aggregator.cli import main
 from data_aggregator.sandbox import demo as demo_module
 from data_aggregator.sandbox.demo import DemoInterruptedError, DemoOptions, operator_instructions, run_demo
+from data_aggregator.sandbox.backends import Backend
 from data_aggregator.sandbox.emulator import Clients, Emulator
 from data_aggregator.sandbox.esm import Handler
 from data_aggregator.sandbox.provision import Environment
@@ -155,7 +156,7 @@ def test_keep_leaves_the_emulator_to_the_operator_commands_as_printed(
 ) -> None:
     ran: dict[str, int] = {}
 
-    def operator(report: Any, running: Emulator, environment: Environment) -> None:
+    def operator(report: Any, running: Backend, environment: Environment) -> None:
         text = operator_instructions(running, environment, report.workdir)
         for line in text.splitlines():
             if line.startswith("export "):
