@@ -17,8 +17,8 @@ import pytest
 
 from data_aggregator.cli import main
 from data_aggregator.sandbox import demo as demo_module
-from data_aggregator.sandbox.demo import DemoInterruptedError, DemoOptions, operator_instructions, run_demo
 from data_aggregator.sandbox.backends import Backend
+from data_aggregator.sandbox.demo import DemoInterruptedError, DemoOptions, operator_instructions, run_demo
 from data_aggregator.sandbox.emulator import Clients, Emulator
 from data_aggregator.sandbox.esm import Handler
 from data_aggregator.sandbox.provision import Environment
