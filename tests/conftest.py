@@ -18,6 +18,7 @@ os.environ.update(
     POWERTOOLS_METRICS_NAMESPACE="DataAggregator",
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
 os.environ.pop("AWS_PROFILE", None)
 
 

@@ -1,12 +1,16 @@
-"""The fast subset of the end-to-end scenarios, through the same runner as ``make e2e``.
+"""The fast subset of the end-to-end scenarios, through the same runner as ``make e2e``, on both backends.
 
 Each test runs one scenario file against the embedded pipeline with the real handler and fails on any
 violated invariant; the full set (large file, backlog, concurrency, kills, chaos) runs with
-``make e2e``. Latency and memory are reported by the runner, never asserted here.
+``make e2e`` (``BACKEND=local-aws`` for the second backend). Every fast scenario runs on moto and on
+local-aws (LocalStack's S3 and SQS, Amazon DynamoDB Local): two independent readings of AWS. Without
+local-aws installed the second set is skipped on a workstation and fails in CI, where ``make test``
+installs it. Latency and memory are reported by the runner, never asserted here.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from pathlib import Path
@@ -15,6 +19,9 @@ import pytest
 
 from data_aggregator.clients import BundlePublisher
 from data_aggregator.core import BuiltBundle
+from data_aggregator.sandbox.backends import BACKENDS, BackendName
+from data_aggregator.sandbox.emulator import EmulatorUnavailableError
+from data_aggregator.sandbox.local_aws import LocalAwsTools
 from e2e_tests.cli import main
 from e2e_tests.config import load_config
 from e2e_tests.local import LocalTarget
@@ -32,16 +39,32 @@ FAST = (
 )
 
 
-def run(name: str, workdir: Path, *, drain_timeout_seconds: float | None = None) -> ScenarioResult:
+def run(
+    name: str, workdir: Path, *, drain_timeout_seconds: float | None = None, backend: BackendName = "moto"
+) -> ScenarioResult:
     config = load_config(CONFIGS / f"{name}.json")
     if drain_timeout_seconds is not None:
         config = config.model_copy(update={"drain_timeout_seconds": drain_timeout_seconds})
-    return run_scenario(config, LocalTarget, workdir, status=io.StringIO())
+    return run_scenario(config, functools.partial(LocalTarget, backend=backend), workdir, status=io.StringIO())
 
 
+def require_backend(backend: BackendName) -> None:
+    """local-aws must be installed in CI (``make test`` does it); elsewhere its absence is a skip."""
+    if backend != "local-aws":
+        return
+    try:
+        LocalAwsTools.locate()
+    except EmulatorUnavailableError as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"the local-aws backend is required in CI: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", FAST)
-def test_fast_scenarios_keep_every_invariant(name: str, tmp_path: Path) -> None:
-    result = run(name, tmp_path)
+def test_fast_scenarios_keep_every_invariant(name: str, backend: BackendName, tmp_path: Path) -> None:
+    require_backend(backend)
+    result = run(name, tmp_path, backend=backend)
     assert result.problems == []
     figures = result.figures
     assert figures.files_delivered == figures.files_expected > 0
