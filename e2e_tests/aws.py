@@ -288,9 +288,7 @@ class AwsTarget:
 
     def notification_for(self, upload: UploadedFile) -> str:
         """Real S3 notifications carry the versionId, which is part of the object's identity."""
-        return s3_event_body(
-            upload, self.resources.landing, self.resources.region, datetime.now(UTC), with_version=True
-        )
+        return s3_event_body(upload, self.resources.landing, self.resources.region, datetime.now(UTC))
 
     def notifications_seen(self) -> list[str] | None:
         """Unknown: the function runs in AWS."""

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_aggregator.sandbox.backends import BACKENDS, DEFAULT_BACKEND
+from data_aggregator.sandbox.backends import BACKENDS, DEFAULT_BACKEND, BackendName, backend_class
 from data_aggregator.sandbox.emulator import EmulatorUnavailableError
 from data_aggregator.sandbox.local_aws import BackendStartError, LocalAwsTools
 from e2e_tests.aws import AwsTarget, DeploymentError, UnsupportedScenarioError, read_deployment
@@ -80,6 +80,20 @@ def runnable_on_aws(configs: Sequence[ScenarioConfig]) -> tuple[list[ScenarioCon
     return runnable, skipped
 
 
+def runnable_on_backend(
+    configs: Sequence[ScenarioConfig], backend: BackendName
+) -> tuple[list[ScenarioConfig], list[str]]:
+    """The scenarios a local backend can run faithfully, and a line for each one it cannot, saying why."""
+    unfaithful = backend_class(backend).unfaithful_paths
+    runnable = [config for config in configs if config.notification_path not in unfaithful]
+    skipped = [
+        f"{config.name}: {unfaithful[config.notification_path]}"
+        for config in configs
+        if config.notification_path in unfaithful
+    ]
+    return runnable, skipped
+
+
 def _factory(args: argparse.Namespace) -> TargetFactory:
     if args.target == "local":
         from e2e_tests.local import LocalTarget  # noqa: PLC0415 - needs the emulator only when used
@@ -105,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs = load_all(args.config)
         if args.target == "aws":
             configs, skipped = runnable_on_aws(configs)
+        else:
+            configs, skipped = runnable_on_backend(configs, args.backend)
         factory = _factory(args)
     except (ConfigFileError, UnsupportedScenarioError, DeploymentError, EmulatorUnavailableError) as exc:
         print(f"e2e: {exc}", file=sys.stderr)
@@ -130,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     passed = all(result.passed for result in results)
     print(render(results))
     for line in skipped:
-        print(f"skipped on the aws target: {line}")
+        where = "the aws target" if args.target == "aws" else f"the {args.backend} backend"
+        print(f"skipped on {where}: {line}")
     if passed and not args.keep_workdir and args.workdir is None:
         shutil.rmtree(base, ignore_errors=True)
         print(f"total time {time.monotonic() - started:.0f} s")

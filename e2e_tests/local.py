@@ -199,8 +199,8 @@ class LocalTarget:
     def notification_for(self, upload: UploadedFile) -> str:
         """Shaped like the emulator's own notifications on the scenario's path, so the identity matches.
 
-        Direct and through SNS: key and ETag, no versionId; through EventBridge: the key as stored, with
-        the version-id.
+        Direct and through SNS: the URL-encoded key, ETag and versionId; through EventBridge: the key as
+        stored, with the version-id.
         """
         landing, region, now = self.resources.landing, self.resources.region, datetime.now(UTC)
         environment = self._environment

@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
-from urllib.parse import quote_plus
 
-from data_aggregator.sandbox.harness import sns_envelope
+from data_aggregator.sandbox.harness import s3_event_body, sns_envelope
 from data_aggregator.sandbox.uploader import UploadedFile, awkward_key, json_lines
 from e2e_tests.config import DEAD_LETTER_KINDS, FileGroup, PoisonKind, ScenarioConfig
 
@@ -233,19 +232,9 @@ class Uploader:
 
 
 def s3_record(upload: UploadedFile, bucket: str, region: str) -> dict[str, object]:
-    """A notification record for an uploaded object, shaped like the emulator's (key, size, ETag)."""
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": region,
-        "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-        "eventName": "ObjectCreated:Put",
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": {"key": quote_plus(upload.key, safe="/"), "size": upload.size, "eTag": upload.etag},
-        },
-    }
+    """A notification record for an uploaded object, shaped like S3's (key, size, ETag, version)."""
+    record: dict[str, object] = json.loads(s3_event_body(upload, bucket, region, datetime.now(UTC)))["Records"][0]
+    return record
 
 
 def poison_body(

@@ -23,6 +23,9 @@ class Backend(Protocol):
     """A running set of AWS endpoints on loopback, and how to reach them."""
 
     backend: ClassVar[str]
+    unfaithful_paths: ClassVar[dict[str, str]]
+    """Notification paths on which this backend's events differ from AWS's, with the difference: the
+    runner skips scenarios on them and says why, rather than teach our code a backend's quirk."""
     region: str
     endpoint_url: str
 
@@ -44,6 +47,15 @@ class Backend(Protocol):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
+
+
+def backend_class(name: BackendName) -> type[Backend]:
+    """The class behind a backend name, for what it declares (``unfaithful_paths``) before it starts."""
+    if name == "local-aws":
+        from data_aggregator.sandbox.local_aws import LocalAws  # noqa: PLC0415 - only when asked for
+
+        return LocalAws
+    return EmulatorProcess
 
 
 def backend_for(name: BackendName, workdir: Path | None = None, *, own_process: bool = True) -> Backend:

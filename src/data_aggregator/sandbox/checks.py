@@ -49,6 +49,8 @@ class Reconciliation:
     unexpected: list[str] = field(default_factory=list)
     altered: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    landed_at: list[float] = field(default_factory=list)
+    """When each file in ``latencies`` was uploaded (monotonic clock, same order): latency over time."""
     placements: dict[str, list[str]] = field(default_factory=dict)
     """Label of every delivered file -> the keys of the bundles that held it (more than one: duplicated)."""
 
@@ -99,6 +101,7 @@ def reconcile(uploaded: Sequence[UploadedFile], bundles: Sequence[ConsumedBundle
             placements[label].append(bundle.key)
             if seen[label] == 1:
                 result.latencies.append(max(0.0, bundle.first_seen - match.uploaded_at))
+                result.landed_at.append(match.uploaded_at)
     result.bundled = len(seen)
     result.missing = sorted(label for label in labels.values() if label not in seen)
     result.duplicated = sorted(label for label, times in seen.items() if times > 1)

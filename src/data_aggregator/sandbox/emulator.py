@@ -117,6 +117,7 @@ class Emulator:
     """moto's threaded server on 127.0.0.1 and a free port; a context manager."""
 
     backend: ClassVar[str] = "moto"
+    unfaithful_paths: ClassVar[dict[str, str]] = {}
     region: str = DEFAULT_REGION
     endpoint_url: str = ""
     _server: Any = field(default=None, repr=False)
@@ -130,6 +131,10 @@ class Emulator:
         """Start the server; raises :class:`EmulatorUnavailableError` without the ``demo`` extra."""
         _require_moto()
         from moto.server import ThreadedMotoServer  # noqa: PLC0415 - optional dependency
+
+        from data_aggregator.sandbox.server import notifications_like_s3  # noqa: PLC0415 - needs moto
+
+        notifications_like_s3()
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -133,17 +133,16 @@ def load_handler() -> Handler:
     return handler
 
 
-def s3_event_body(
-    upload: UploadedFile, landing: str, region: str, when: datetime, *, with_version: bool = False
-) -> str:
+def s3_event_body(upload: UploadedFile, landing: str, region: str, when: datetime) -> str:
     """Another S3 notification for an uploaded object, shaped like the original one.
 
     The object's identity (SPEC §3) must match the original notification's for it to count as the same
-    object: the emulator's events name it by key and ETag only, real S3's carry the versionId too
-    (``with_version``).
+    object: S3's events from a versioned bucket name the version, and so do both of our backends'
+    (LocalStack's natively, moto's through ``server.notifications_like_s3``). The sequencer is S3's
+    own and cannot be repeated here; with the version present it is not part of the identity.
     """
     obj: dict[str, Any] = {"key": quote_plus(upload.key, safe="/"), "size": upload.size, "eTag": upload.etag}
-    if with_version and upload.version_id:
+    if upload.version_id:
         obj["versionId"] = upload.version_id
     return json.dumps(
         {

@@ -150,6 +150,10 @@ class LocalAws:
     """LocalStack (S3, SQS, SNS, EventBridge) and DynamoDB Local, both on 127.0.0.1; a context manager."""
 
     backend: ClassVar[str] = "local-aws"
+    unfaithful_paths: ClassVar[dict[str, str]] = {
+        "eventbridge": "LocalStack 4.14 URL-encodes the key in EventBridge events, where AWS sends it as stored "
+        "(and the handler, following AWS, then finds no such object)"
+    }
     workdir: Path | None = None
     region: str = DEFAULT_REGION
     startup_timeout_seconds: float = 120.0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import logging
 import os
 import sys
@@ -95,6 +96,37 @@ def speed_up_moto() -> None:
     dynamodb_models.copy = TableSnapshots()  # type: ignore[assignment, attr-defined]
 
 
+def notifications_like_s3() -> None:
+    """Give moto's S3 notifications the ``versionId`` and ``sequencer`` that S3's carry.
+
+    S3 names the version in every event from a versioned bucket and gives each event a sequencer;
+    moto sends neither, so against moto an object's identity fell back to its ETag alone, and a
+    duplicate notification built the way S3 would send it (with the version) named another object.
+    With this, both of our backends (moto and local-aws) describe an object as S3 does. Idempotent.
+    """
+    from moto.s3 import notifications  # noqa: PLC0415 - optional dependency
+
+    original = notifications._get_s3_event
+    if getattr(original, "like_s3", False):
+        return
+    counter = itertools.count(int(time.time() * 1000) << 16)
+    lock = threading.Lock()
+
+    def event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, list[dict[str, Any]]]:  # noqa: ANN401
+        body = original(event_name, bucket, key, notification_id)
+        with lock:
+            sequencer = f"{next(counter):016X}"
+        for record in body["Records"]:
+            obj = record["s3"]["object"]
+            if bucket.is_versioned and key.version_id:
+                obj["versionId"] = key.version_id
+            obj["sequencer"] = sequencer
+        return body
+
+    event.like_s3 = True  # type: ignore[attr-defined]
+    notifications._get_s3_event = event
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve until terminated."""
     parser = argparse.ArgumentParser(prog="python -m data_aggregator.sandbox.server")
@@ -111,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     speed_up_moto()
+    notifications_like_s3()
     app = SerialisedDynamoDB(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     sys.stdout.write(f"{PORT_LINE_PREFIX}{server.server_port}\n")

@@ -27,18 +27,17 @@ def test_metric_totals_sum_every_emf_line_and_skip_the_rest() -> None:
     assert metric_totals(lines) == {"FilesBundled": 10.0, "ObjectsMissing": 1.0}
 
 
-def test_a_re_announcement_names_the_same_object_as_the_original() -> None:
+def test_a_re_announcement_names_the_object_as_s3_does() -> None:
     upload = UploadedFile(key="a b/ü+%.json", size=7, sha256="0" * 64, etag="abc", version_id="v1", uploaded_at=0.0)
     when = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-    emulator_shaped = parse_message(s3_event_body(upload, "landing", "eu-west-1", when)).objects[0]
-    assert (emulator_shaped.key, emulator_shaped.etag, emulator_shaped.version_id) == ("a b/ü+%.json", "abc", None)
-    aws_shaped = parse_message(s3_event_body(upload, "landing", "eu-west-1", when, with_version=True)).objects[0]
-    assert aws_shaped.version_id == "v1"
-    assert aws_shaped.object_id != emulator_shaped.object_id  # identity follows the shape of the original
+    shaped = parse_message(s3_event_body(upload, "landing", "eu-west-1", when)).objects[0]
+    assert (shaped.key, shaped.etag, shaped.version_id) == ("a b/ü+%.json", "abc", "v1")
+    unversioned = UploadedFile(key="k", size=1, sha256="0" * 64, etag="e", version_id=None, uploaded_at=0.0)
+    assert "versionId" not in s3_event_body(unversioned, "landing", "eu-west-1", when)
 
 
 def test_re_announcements_on_the_other_paths_name_the_same_object_as_their_originals() -> None:
-    """The emulator's SNS path wraps its version-less S3 event; its EventBridge path carries the version."""
+    """The SNS path wraps the S3 event unchanged; the EventBridge path carries the key as stored."""
     upload = UploadedFile(key="a b/ü+%2B.json", size=7, sha256="0" * 64, etag="abc", version_id="v1", uploaded_at=0.0)
     when = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
     direct = s3_event_body(upload, "landing", "eu-west-1", when)
