@@ -174,3 +174,18 @@ def test_paper_ceilings_follow_from_the_calibration() -> None:
     assert by_limit[Limit.LANDING_GET] == 5500
     full = phases(1000, 1000 * 100_000, Pipeline(), Calibration())
     assert by_limit[Limit.ESM_CONCURRENCY] == pytest.approx(10 * 1000 / full.total)
+
+
+def test_the_timeout_guard_leaves_files_for_after_the_visibility_timeout() -> None:
+    # ~600 files at 0.1 s each need ~60 s; the guard allows 60 - 10 = 50 s, so the last ~100 wait for a retry.
+    slow = Calibration(cpu_s_per_file=0.1, arm64_byte_slowdown=1.0)
+    pipeline = Pipeline(batch_size=1000, batching_window_seconds=5.0, fixed_pollers=1, visibility_timeout_seconds=420)
+    load = replace(STEADY, rate=200.0, duration_s=3.0)
+    outcome = simulate(Scenario("guard", load, pipeline=pipeline, calibration=slow))
+    _exactly_once(outcome)
+    assert 0 < outcome.retried < outcome.files
+    assert outcome.pct(100) >= 420
+    assert outcome.pct(50) < 420  # the first part made it on the first attempt
+    use = next(u for u in outcome.limits if u.limit is Limit.TIMEOUT)
+    assert use.utilisation > 1
+    assert use.held_back_s >= 420
