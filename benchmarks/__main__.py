@@ -25,6 +25,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "concurrency": ("benchmarks.concurrency", "files/s with 50 ms per GetObject at several fetch concurrencies"),
     "overhead": ("benchmarks.overhead", "per-file cost of claims, commit and manifest on in-process moto"),
     "e2e": ("benchmarks.e2e", "landing-to-Distribution latency at 10 and 100 files/s on the embedded pipeline"),
+    "burst": (
+        "benchmarks.burst",
+        "the N2 burst: 100 files/s for 60 s on the local-aws backend, and where the CPU goes",
+    ),
     "scale": ("benchmarks.scale", "discrete-event model: latency, concurrency and binding limits at 1x-100x volume"),
 }
 

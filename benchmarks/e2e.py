@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from unittest import mock
 
 from benchmarks.common import Result, Scale, Table, Target, percentile
@@ -52,6 +53,10 @@ def loads(scale: Scale) -> list[Load]:
     if scale.name == "smoke":
         return [Load("smoke", 50.0, 8)]
     return [Load("baseline 10 files/s for 90 s", 10.0, 900), Load("burst 100 files/s for 15 s", 100.0, 1_500)]
+
+
+if TYPE_CHECKING:
+    from data_aggregator.sandbox.demo import DemoOptions, DemoReport
 
 
 def run(scale: Scale) -> Result:
@@ -101,55 +106,30 @@ def run(scale: Scale) -> Result:
     return result
 
 
-def run_load(emulator: object, load: Load, smoke: bool, result: Result) -> tuple[str | int | float, ...]:
-    from data_aggregator.sandbox import demo
-    from data_aggregator.sandbox.demo import DemoOptions
-    from data_aggregator.sandbox.emulator import Emulator
+@dataclass(slots=True)
+class LoadRun:
+    """One load through the sandbox: the demo's verdict, how long the uploads took, the emulator's 500s."""
 
-    assert isinstance(emulator, Emulator)  # noqa: S101 - typed loosely to keep the import lazy
-    schedule: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:
-        # Full: the deployed latency budget (docs/latency-budget.md), so the figures speak for
-        # production settings. Smoke: a tiny window and short leases so the run ends in seconds.
-        options = DemoOptions(
-            rate=load.rate,
-            count=load.count,
-            batch_size=1_000,
-            window_seconds=20.0,
-            function_timeout_seconds=60.0,
-            claim_lease_seconds=300,
-            visibility_timeout=420,
-            max_receive_count=10,
-            pollers=2,
-            poison=0,
-            duplicates=0,
-            drain_timeout_seconds=300.0,
-            workdir=Path(workdir),
-            environment_name=f"bench-{uuid.uuid4().hex[:8]}",
-        )
-        if smoke:
-            options = replace(
-                options,
-                batch_size=10,
-                window_seconds=0.5,
-                function_timeout_seconds=5.0,
-                claim_lease_seconds=6,
-                visibility_timeout=7,
-                max_receive_count=3,
-                pollers=1,
-                drain_timeout_seconds=60.0,
-                consumer_interval_seconds=0.1,
-            )
-        with (
-            mock.patch.object(demo, "SyntheticUploader", timed_uploader(schedule)),
-            emulator_errors() as server_errors,
-        ):
-            report = demo.run_demo(options, emulator=emulator, status=io.StringIO() if smoke else sys.stderr)
+    report: DemoReport
+    upload_seconds: float
+    server_errors: list[str]
+
+    @property
+    def achieved_rate(self) -> float:
+        """Files per second the uploader really produced (below the asked rate when it could not keep up)."""
+        uploaded = self.report.reconciliation.uploaded
+        return uploaded / self.upload_seconds if self.upload_seconds > 0 else float("nan")
+
+
+def run_load(emulator: object, load: Load, smoke: bool, result: Result) -> tuple[str | int | float, ...]:
+    """One load, its N1 and integrity targets added to ``result``; the table row for it."""
+    run = measure_load(emulator, load, production_options(load, smoke))
+    report, server_errors = run.report, run.server_errors
+    achieved = run.achieved_rate
     reconciliation = report.reconciliation
     latencies = reconciliation.latencies
     p95, p999 = percentile(latencies, 95.0), percentile(latencies, 99.9)
     n1 = p95 <= N1_TARGETS[0][1] and p999 <= N1_TARGETS[1][1]
-    achieved = reconciliation.uploaded / schedule[0] if schedule and schedule[0] > 0 else float("nan")
     problems = len(reconciliation.missing) + len(reconciliation.duplicated) + len(reconciliation.altered)
     result.figures[f"p95_s[{load.label}]"] = p95
     result.figures[f"p99.9_s[{load.label}]"] = p999
@@ -185,6 +165,63 @@ def run_load(emulator: object, load: Load, smoke: bool, result: Result) -> tuple
         report.failed_messages,
         ", ".join(f"{n} {where}" for where, n in Counter(server_errors).most_common()) or "0",
     )
+
+
+def production_options(load: Load, smoke: bool) -> DemoOptions:
+    """The demo's options for a load.
+
+    Full: the deployed latency budget (docs/latency-budget.md), so the figures speak for production
+    settings. Smoke: a tiny window and short leases so the run ends in seconds.
+    """
+    from data_aggregator.sandbox.demo import DemoOptions
+
+    options = DemoOptions(
+        rate=load.rate,
+        count=load.count,
+        batch_size=1_000,
+        window_seconds=20.0,
+        function_timeout_seconds=60.0,
+        claim_lease_seconds=300,
+        visibility_timeout=420,
+        max_receive_count=10,
+        pollers=2,
+        poison=0,
+        duplicates=0,
+        drain_timeout_seconds=300.0,
+        environment_name=f"bench-{uuid.uuid4().hex[:8]}",
+    )
+    if not smoke:
+        return options
+    return replace(
+        options,
+        batch_size=10,
+        window_seconds=0.5,
+        function_timeout_seconds=5.0,
+        claim_lease_seconds=6,
+        visibility_timeout=7,
+        max_receive_count=3,
+        pollers=1,
+        drain_timeout_seconds=60.0,
+        consumer_interval_seconds=0.1,
+    )
+
+
+def measure_load(backend: object, load: Load, options: DemoOptions) -> LoadRun:
+    """Run the sandbox once at ``load`` on a running backend; the uploads are timed to tell the rate reached."""
+    from data_aggregator.sandbox import demo
+
+    schedule: list[float] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir,
+        mock.patch.object(demo, "SyntheticUploader", timed_uploader(schedule)),
+        emulator_errors() as server_errors,
+    ):
+        report = demo.run_demo(
+            replace(options, workdir=Path(workdir)),
+            emulator=backend,  # type: ignore[arg-type]
+            status=io.StringIO() if load.count < 100 else sys.stderr,
+        )
+    return LoadRun(report=report, upload_seconds=schedule[0] if schedule else 0.0, server_errors=server_errors)
 
 
 class _ErrorCounter(logging.Filter):

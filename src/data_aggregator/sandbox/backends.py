@@ -33,6 +33,9 @@ class Backend(Protocol):
     def pid(self) -> int | None:
         """The process that holds the objects and messages (its memory is the emulator's), when it is a child."""
 
+    def server_pids(self) -> dict[str, int]:
+        """Each server process by name (none for an in-process server): what the emulator's CPU is spent in."""
+
     def clients(self) -> Clients:
         """Fresh clients for every service, each at its endpoint."""
 

@@ -127,6 +127,10 @@ class Emulator:
         """None: this server shares the process (and its memory figure) with its caller."""
         return None
 
+    def server_pids(self) -> dict[str, int]:
+        """The server process by name; none when it runs in this process."""
+        return {"moto": self.pid} if self.pid is not None else {}
+
     def start(self) -> Self:
         """Start the server; raises :class:`EmulatorUnavailableError` without the ``demo`` extra."""
         _require_moto()

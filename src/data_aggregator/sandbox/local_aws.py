@@ -171,6 +171,21 @@ class LocalAws:
             return None
         return self._localstack.process.pid
 
+    def server_pids(self) -> dict[str, int]:
+        """LocalStack, and DynamoDB Local's Java process (the jail's only child)."""
+        pids: dict[str, int] = {}
+        if self.pid is not None:
+            pids["LocalStack"] = self.pid
+        jail = self._dynamodb.process if self._dynamodb is not None else None
+        if jail is not None:
+            try:
+                children = Path(f"/proc/{jail.pid}/task/{jail.pid}/children").read_text(encoding="ascii").split()
+            except OSError:
+                children = []
+            if children:
+                pids["DynamoDB Local"] = int(children[0])
+        return pids
+
     def start(self) -> Self:
         """Start both servers and wait until each answers.
 
