@@ -39,9 +39,9 @@ copy_config_to_registered_loggers(source_logger=logger, include={"data_aggregato
 
 
 @functools.cache
-def _clients(endpoint: str | None, region: str | None, pool_size: int) -> AwsClients:
+def _clients(endpoints: tuple[str | None, ...], region: str | None, pool_size: int) -> AwsClients:
     """One set of clients per process (warm starts reuse connections), keyed by what shapes them."""
-    del endpoint, region  # part of the cache key only: boto3 reads them from the environment
+    del endpoints, region  # part of the cache key only: boto3 reads them from the environment
     return make_clients(max_pool_connections=pool_size)
 
 
@@ -83,7 +83,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """SQS batch in, ``{"batchItemFailures": [...]}`` out (SPEC §3)."""
     settings = Settings.from_env()
     clients = _clients(
-        os.environ.get("AWS_ENDPOINT_URL"),
+        (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")),
         os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
         settings.fetch_concurrency + 8,
     )
