@@ -9,6 +9,7 @@
 # Usage: ./build.sh [--arch arm64|x86_64] [--output PATH]
 #   LAMBDA_ARCH and LAMBDA_ZIP set the same from the environment (flags win).
 #   The default output is dist/lambda.zip for arm64 and dist/lambda-x86_64.zip for x86_64.
+#   PYTHON313 names the Python 3.13 that compiles the bytecode (default: PYTHON if it is 3.13, else uv's).
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -41,7 +42,31 @@ if [[ -z "$uv" ]] || ! "$uv" --version >/dev/null 2>&1; then
     echo "build.sh: uv is required (make bootstrap installs it)" >&2
     exit 1
 fi
-python="${PYTHON:-python3}"  # any Python 3 works: it only prunes and zips
+# Two things keep the function's cold start short (docs/performance.md, "Cold start"):
+# * bytecode ships in the zip. Lambda's /var/task is read-only, so Python cannot cache what it compiles:
+#   without .pyc files every cold start compiles every module it imports (about two thirds of the init
+#   time). They are compiled by Python 3.13 (the runtime's bytecode format) with unchecked hashes, so
+#   the fixed 1980 timestamps in the zip never make Python recompile or reread a source to check it;
+#   the sources stay next to them for tracebacks.
+# * botocore's service models are kept only for the services the functions call (botocore_services below):
+#   the other four hundred are most of the package's bytes and are data, never imported code.
+python="${PYTHON:-python3}"  # any Python 3 works for pruning and zipping
+# Bytecode must be written by the runtime's minor version: another one's .pyc would be ignored.
+python313="${PYTHON313:-}"
+if [[ -z "$python313" ]]; then
+    if "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+        python313="$python"
+    else
+        python313="$("$uv" python find 3.13 2>/dev/null || true)"
+    fi
+fi
+if [[ -z "$python313" ]] || ! "$python313" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))'; then
+    echo "build.sh: a Python 3.13 interpreter is needed to compile the bytecode (set PYTHON313)" >&2
+    exit 1
+fi
+# Every service a function creates a client for (clients.py, monitor.py), plus X-Ray, which the tracing
+# SDK calls outside Lambda, and STS, which credential providers may call.
+botocore_services=(dynamodb s3 sts xray)
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -62,14 +87,17 @@ cp -R src/data_aggregator "$stage/data_aggregator"
 rm -rf "$stage/data_aggregator/cli.py" "$stage/data_aggregator/ops" "$stage/data_aggregator/sandbox"
 
 # The zip is written by Python so that order, timestamps and modes are under our control.
-"$python" - "$stage" "$output" <<'PY'
-"""Prune what Lambda never reads, then write a deterministic zip."""
+"$python" - "$stage" "$output" "$python313" "${botocore_services[@]}" <<'PY'
+"""Prune what Lambda never reads, compile the bytecode it does, then write a deterministic zip."""
+import os
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-stage, output = Path(sys.argv[1]), Path(sys.argv[2])
+stage, output, python313 = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+botocore_services = set(sys.argv[4:])
 
 # Console scripts, caches, type stubs and installer bookkeeping are dead weight in a function. A
 # dist-info folder keeps what importlib.metadata and licence compliance need: METADATA, entry points,
@@ -100,6 +128,23 @@ for path in sorted(stage.rglob("*"), reverse=True):
             shutil.rmtree(path)
         else:
             path.unlink()
+
+models = stage / "botocore" / "data"
+missing = botocore_services - {p.name for p in models.iterdir() if p.is_dir()}
+if missing:
+    sys.exit(f"build.sh: botocore has no model for {sorted(missing)}")
+for service in sorted(p for p in models.iterdir() if p.is_dir() and p.name not in botocore_services):
+    shutil.rmtree(service)
+
+# /var/task is where Lambda unpacks the zip: recording it as the source path (instead of this scratch
+# folder) keeps the bytecode, and so the zip, identical from one build to the next. A fixed hash seed
+# keeps the order of frozenset constants fixed too.
+subprocess.run(
+    [python313, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+     "-s", str(stage), "-p", "/var/task", str(stage)],
+    check=True,
+    env={**os.environ, "PYTHONHASHSEED": "0"},
+)
 
 # 1980-01-01 is the earliest time a zip can record; any fixed value would do.
 epoch = (1980, 1, 1, 0, 0, 0)

@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "the N2 burst: 100 files/s for 60 s on the local-aws backend, and where the CPU goes",
     ),
     "scale": ("benchmarks.scale", "discrete-event model: latency, concurrency and binding limits at 1x-100x volume"),
+    "coldstart": ("benchmarks.coldstart", "handler import and first invocation from the unpacked Lambda zip"),
 }
 
 

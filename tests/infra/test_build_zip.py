@@ -2,14 +2,18 @@
 
 Builds the arm64 package twice (the digests must match) and the x86_64 variant once; the x86_64 one is
 unpacked and its handler modules are imported by this machine's interpreter started with `-I -S`, so
-nothing from the development environment can satisfy an import the zip itself cannot.
+nothing from the development environment can satisfy an import the zip itself cannot. The bytecode the
+zip carries for a fast cold start must be the one Python loads, and the botocore models it keeps must
+cover every client the functions create.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -106,7 +110,7 @@ def test_only_runtime_code_ships(builds: dict[str, Built]) -> None:
     tops = {name.split("/", 1)[0] for name in names}
     assert {"data_aggregator", "boto3", "pydantic", "aws_lambda_powertools", "isal"} <= tops
     assert not tops & DEV_ONLY_TOP_LEVEL
-    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyi"))]
+    assert not [n for n in names if n.endswith((".pyi", ".pyo"))]
     assert not [n for n in names if n.startswith(("tests/", "bin/"))]
     assert not [n for n in names if ".dist-info/" in n and n.rsplit("/", 1)[-1] in {"RECORD", "INSTALLER"}]
     assert "data_aggregator/monitor.py" in names
@@ -157,3 +161,90 @@ def test_handlers_import_from_the_unpacked_x86_64_zip_alone(builds: dict[str, Bu
     assert found["foreign"] == [], "imports leaked from an installed site-packages"
     for name, file in found["from_zip"].items():
         assert file.startswith(str(root)), (name, file)
+
+
+def _unpack(built: Built, root: Path) -> Path:
+    with zipfile.ZipFile(built.path) as archive:
+        archive.extractall(root)
+    return root
+
+
+def _lambda_like_env(home: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "ARCHIVE_BUCKET_NAME": "archive-bucket",
+        "DISTRIBUTION_BUCKET_NAME": "distribution-bucket",
+        "IDEMPOTENCY_TABLE_NAME": "idempotency-table",
+    }
+
+
+def test_every_module_ships_with_unchecked_bytecode_for_python_3_13(builds: dict[str, Built]) -> None:
+    with zipfile.ZipFile(builds["arm64"].path) as archive:
+        names = set(archive.namelist())
+        pycs = sorted(n for n in names if n.endswith(".pyc"))
+        headers = {n: archive.read(n)[:16] for n in pycs}
+    sources = sorted(n for n in names if n.endswith(".py"))
+    expected: set[str] = set()
+    for source in sources:
+        folder, _, file = source.rpartition("/")
+        cached = f"__pycache__/{file.removesuffix('.py')}.cpython-313.pyc"
+        expected.add(f"{folder}/{cached}" if folder else cached)
+    assert sources, "no sources in the zip"
+    assert set(pycs) == expected, sorted(set(pycs) ^ expected)[:10]
+    # PEP 552 header: magic, then flags 0b01 = hash-based and never checked against the source, so the fixed
+    # zip timestamps cannot make Python recompile; the magic is this 3.13 interpreter's.
+    magic = importlib.util.MAGIC_NUMBER
+    for name, header in headers.items():
+        assert header[:4] == magic, name
+        assert int.from_bytes(header[4:8], "little") == 0b01, name
+
+
+def test_the_interpreter_loads_the_shipped_bytecode(builds: dict[str, Built], tmp_path: Path) -> None:
+    root = _unpack(builds["x86_64"], tmp_path / "unpacked")
+    # A source Python no longer reads: if the import still works, it came from the zip's .pyc.
+    (root / "data_aggregator" / "telemetry.py").write_text("raise RuntimeError('source was compiled')\n")
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import data_aggregator.telemetry as t; print(t.BUNDLES_WRITTEN)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", probe, str(root)],
+        cwd=tmp_path,
+        env=_lambda_like_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "BundlesWritten"
+
+
+def test_botocore_models_cover_every_client_the_functions_create(builds: dict[str, Built], tmp_path: Path) -> None:
+    root = _unpack(builds["x86_64"], tmp_path / "unpacked")
+    shipped = {p.name for p in (root / "botocore" / "data").iterdir() if p.is_dir()}
+    created = {
+        service
+        for source in (root / "data_aggregator").rglob("*.py")
+        for service in re.findall(r"""\bclient\(\s*["']([a-z0-9-]+)["']""", source.read_text())
+    }
+    assert created == {"s3", "dynamodb"}, created  # a new client needs its model listed in build.sh
+    assert created <= shipped
+    assert len(shipped) < 10, "only the services the functions call are kept"
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from data_aggregator.clients import make_clients;"
+        "c = make_clients(max_pool_connections=4); print(c.s3.meta.service_model.service_name,"
+        " c.dynamodb.meta.service_model.service_name)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", probe, str(root)],
+        cwd=tmp_path,
+        env=_lambda_like_env(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["s3", "dynamodb"]

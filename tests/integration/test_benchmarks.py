@@ -89,6 +89,19 @@ def test_batched_claims_make_fewer_dynamodb_calls_than_the_baseline(results: dic
     assert 0 < batched < baseline
 
 
+def test_coldstart_measures_the_zip_and_its_invocations(results: dict[str, Result]) -> None:
+    result = results["coldstart"]
+    figures = result.figures
+    assert 0 < figures["zip_bytes"] < figures["unzipped_bytes"]
+    assert figures["import_ms"] > 0
+    assert figures["first_invocation_ms"] > 0
+    assert figures["second_invocation_ms"] > 0
+    assert figures["modules_imported"] > 100  # boto3, Powertools and pydantic came from the unpacked zip
+    assert "import_sources_only_ms" in figures, "the zip ships bytecode, so the no-bytecode variant runs"
+    (bundled, *_) = result.targets
+    assert bundled.met, bundled.detail  # both invocations of every round bundled their whole batch
+
+
 def test_cli_prints_sections_and_targets_and_writes_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out_file = tmp_path / "bench.json"
     assert main(["--smoke", "throughput", "--json", str(out_file)]) == 0

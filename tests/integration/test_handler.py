@@ -385,3 +385,36 @@ def test_two_invocations_side_by_side_each_report_their_own_failures(
         thread.join()
     assert responses["test"] == {"batchItemFailures": []}
     assert failed_ids(responses["poison"]) == {poison["Records"][0]["messageId"]}
+
+
+def test_outside_lambda_no_clients_are_built_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    built: list[object] = []
+    monkeypatch.setattr(app, "_clients_for", built.append)
+    app._prepare_during_init()
+    assert built == []  # tests and the sandbox build theirs once moto or the emulator is up
+
+
+def test_inside_lambda_init_builds_the_clients_the_first_invocation_uses(
+    aws: AwsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "data-aggregator")
+    app._clients.cache_clear()
+    app._prepare_during_init()
+    assert app._clients.cache_info().currsize == 1
+    invoke(one_message_each(aws.upload("warm.txt", b"w")))
+    # The invocation found the clients init built: same key, no second set.
+    assert app._clients.cache_info().currsize == 1
+    assert app._clients.cache_info().hits == 1
+
+
+def test_a_bad_setting_at_init_is_still_reported_by_the_invocation(
+    aws: AwsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "data-aggregator")
+    monkeypatch.delenv("IDEMPOTENCY_TABLE_NAME")
+    from data_aggregator.errors import ConfigError
+
+    app._prepare_during_init()  # does not raise: init must not turn a setting into a crash loop
+    with pytest.raises(ConfigError, match="IDEMPOTENCY_TABLE_NAME: Field required"):
+        invoke(one_message_each(s3_record("k")))
