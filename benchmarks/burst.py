@@ -212,7 +212,7 @@ def call_costs(backend: Backend, *, calls: int) -> Table:
                 calls,
                 elapsed / calls * 1000,
                 busiest,
-                spent.get(busiest, float("nan")) / calls * 1000,
+                spent[busiest] / calls * 1000 if spent else "-",
                 calls / elapsed,
             )
         )
@@ -295,15 +295,15 @@ def result_of(measured: BurstRun, costs: Table, scale: Scale) -> Result:
             name,
             spent,
             spent / wall,
-            spent / total_cpu * 100 if total_cpu else float("nan"),
+            spent / total_cpu * 100 if total_cpu else 0.0,
             measured.server_peak_rss_mib.get(name, measured.peak_rss_mib),
         )
         for name, spent in sorted(measured.cpu.items(), key=lambda item: -item[1])
     ]
-    rows.append(("all", total_cpu, total_cpu / wall, 100.0, float("nan")))
+    rows.append(("all", total_cpu, total_cpu / wall, 100.0, "-"))
     files = max(1, reconciliation.uploaded)
     per_file = [
-        (name, spent / files * 1000, spent / total_cpu * 100 if total_cpu else float("nan"))
+        (name, spent / files * 1000, spent / total_cpu * 100 if total_cpu else 0.0)
         for name, spent in sorted(
             {
                 **{k: v for k, v in measured.cpu.items() if k != PIPELINE},

@@ -142,3 +142,21 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([float(v) for v in range(1, 1001)], 99.9) == 999.0
     assert math.isnan(percentile([], 50))
+
+
+def test_the_burst_accounts_for_every_file_and_for_its_cpu(results: dict[str, Result]) -> None:
+    burst = results["burst"]
+    (row,) = burst.tables[0].rows
+    files, lost, duplicates = row[3], row[10], row[11]
+    assert files == 12
+    assert (lost, duplicates) == (0, 0)
+    by_process = burst.tables[1]
+    assert by_process.rows[-1][0] == "all"
+    total = by_process.rows[-1][1]
+    assert isinstance(total, float)
+    assert total > 0
+    assert sum(r[1] for r in by_process.rows[:-1]) == pytest.approx(total)  # type: ignore[misc]
+    per_file = burst.tables[2]
+    assert per_file.rows[-1][0] == "all"
+    # The parts of the pipeline process, and the servers, add up to the whole.
+    assert sum(r[1] for r in per_file.rows[:-1]) == pytest.approx(per_file.rows[-1][1])  # type: ignore[misc]
