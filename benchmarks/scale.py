@@ -837,14 +837,14 @@ SOURCES: dict[str, str] = {
 }
 
 
-def sandbox_calibration() -> Calibration:
+def sandbox_calibration(per_file_s: float | None = None) -> Calibration:
     """The embedded pipeline on the development machine, for validation against its measurements.
 
     One figure covers the whole invocation per file: the median invocation of the e2e baseline
     (docs/performance.md section 5: 9.15 s for 900 files over 8 invocations), dominated by claims against
     moto. Everything else of the AWS calibration is folded into it, and moto delivers events at once.
     """
-    per_file = 9.15 / (900 / 8)
+    per_file = per_file_s if per_file_s is not None else 9.15 / (900 / 8)
     return Calibration(
         esm_overhead_s=0.1,
         invoke_overhead_s=0.0,
@@ -866,7 +866,9 @@ TUNED_100X = Limits(table_wru_per_s=80_000, table_quota_wru_per_s=80_000, landin
 SANDBOX_LIMITS = Limits(table_wru_per_s=1e12, table_quota_wru_per_s=1e12, get_per_prefix_s=1e12)
 
 
-def sandbox_scenario(rate: float, seconds: float, name: str, short: str = "") -> Scenario:
+def sandbox_scenario(
+    rate: float, seconds: float, name: str, short: str = "", *, per_file_s: float | None = None
+) -> Scenario:
     """The embedded pipeline as the e2e benchmark runs it: 2 pollers, evenly paced uploads, instant events."""
     load = Load(
         rate=rate,
@@ -882,7 +884,7 @@ def sandbox_scenario(rate: float, seconds: float, name: str, short: str = "") ->
         load,
         pipeline=Pipeline(fixed_pollers=2),
         limits=SANDBOX_LIMITS,
-        calibration=sandbox_calibration(),
+        calibration=sandbox_calibration(per_file_s),
         short=short,
     )
 
@@ -1231,12 +1233,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar=("RATE", "SECONDS"),
         help="only predict the embedded pipeline (2 pollers) at RATE files/s for SECONDS, as a measured run achieved",
     )
+    parser.add_argument(
+        "--per-file-ms",
+        type=float,
+        help="with --sandbox: the invocation's time per file as measured on the backend the run used "
+        "(default: the moto e2e baseline's 81 ms)",
+    )
     args = parser.parse_args(argv)
     from benchmarks.common import FULL, SMOKE
 
     if args.sandbox:
         rate, seconds = args.sandbox
-        outcome = simulate(sandbox_scenario(rate, seconds, f"sandbox, {rate:g} files/s for {seconds:g} s"))
+        per_file_s = args.per_file_ms / 1000 if args.per_file_ms is not None else None
+        outcome = simulate(
+            sandbox_scenario(rate, seconds, f"sandbox, {rate:g} files/s for {seconds:g} s", per_file_s=per_file_s)
+        )
         print(Table(title="Sandbox prediction", headers=LATENCY_HEADERS, rows=(_latency_row(outcome),)).render())
         return 0
     result = run(SMOKE if args.smoke else FULL)
