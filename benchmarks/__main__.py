@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "concurrency": ("benchmarks.concurrency", "files/s with 50 ms per GetObject at several fetch concurrencies"),
     "overhead": ("benchmarks.overhead", "per-file cost of claims, commit and manifest on in-process moto"),
     "e2e": ("benchmarks.e2e", "landing-to-Distribution latency at 10 and 100 files/s on the embedded pipeline"),
+    "floor": ("benchmarks.floor", "handler CPU-seconds and peak RSS against the GET + hash + ISA-L floor, one batch"),
 }
 
 
