@@ -59,7 +59,7 @@ def run(scale: Scale) -> Result:
         clients = emulator.clients()
         world = prepare(clients)
         records = upload(world, files)
-        env = {**os.environ, **ENV, **emulator.environment(), "PYTHONHASHSEED": "0"}
+        env = {**os.environ, **ENV, **emulator.environment()}
         reports: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
         for _ in range(max(1, scale.repeats)):
             for kind in KINDS:
