@@ -44,6 +44,8 @@ class Scale:
     concurrencies: tuple[int, ...]
     moto_concurrencies: tuple[int, ...]
     overhead_batches: tuple[int, ...]
+    floor_files: int
+    floor_bytes: int
     sweep: bool
 
 
@@ -60,6 +62,8 @@ FULL = Scale(
     concurrencies=(1, 4, 8, 16, 32),
     moto_concurrencies=(8, 16, 32),
     overhead_batches=(100, 1_000),
+    floor_files=400,
+    floor_bytes=100 * MB,
     sweep=True,
 )
 
@@ -76,6 +80,8 @@ SMOKE = Scale(
     concurrencies=(1, 4),
     moto_concurrencies=(4,),
     overhead_batches=(10,),
+    floor_files=20,
+    floor_bytes=1 * MB,
     sweep=False,
 )
 

@@ -43,8 +43,14 @@ class CorpusFile:
         return _binary(self.seed, self.size) if self.binary else _json_lines(self.seed, self.size)
 
 
-def plan(*, files: int = DEFAULT_FILES, total_bytes: int = DEFAULT_TOTAL_BYTES, seed: int = SEED) -> list[CorpusFile]:
-    """Sizes and kinds of ``files`` files adding up to exactly ``total_bytes``.
+def plan(
+    *,
+    files: int = DEFAULT_FILES,
+    total_bytes: int = DEFAULT_TOTAL_BYTES,
+    seed: int = SEED,
+    binary_every: int = BINARY_EVERY,
+) -> list[CorpusFile]:
+    """Sizes and kinds of ``files`` files adding up to exactly ``total_bytes``; every ``binary_every``-th is opaque.
 
     Sizes are log-normal (many small files, a long tail up to ~12x the mean), then scaled so the total
     is exact: benchmarks report MB/s against a known byte count.
@@ -60,7 +66,7 @@ def plan(*, files: int = DEFAULT_FILES, total_bytes: int = DEFAULT_TOTAL_BYTES, 
         raise ValueError("total_bytes too small for the number of files")
     result: list[CorpusFile] = []
     for index, size in enumerate(sizes):
-        binary = index % BINARY_EVERY == BINARY_EVERY - 1
+        binary = index % binary_every == binary_every - 1
         suffix = "bin" if binary else "jsonl"
         key = f"incoming/{_SITES[index % len(_SITES)]}/{index // 100:04d}/file-{index:06d}.{suffix}"
         result.append(CorpusFile(index, key, size, binary, rng.getrandbits(63)))

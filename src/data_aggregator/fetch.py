@@ -12,8 +12,11 @@ waits for has always been started: no deadlock, no unbounded read-ahead.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import functools
 import queue
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +28,9 @@ from data_aggregator.errors import AggregatorError, FetchError, ObjectMissingErr
 from data_aggregator.models import SourceObject
 
 _POLL_SECONDS = 0.05
+# glibc's mallopt parameter for the most malloc arenas a process may create (M_ARENA_MAX).
+_M_ARENA_MAX = -8
+_SHARED_ARENAS = 2
 
 
 class OpenedObject(Protocol):
@@ -121,6 +127,7 @@ class OrderedPrefetcher:
     @contextmanager
     def stream(self, objects: Sequence[SourceObject]) -> Iterator[Iterator[FetchOutcome]]:
         """Context manager around the outcome iterator; leaving it cancels and joins all workers."""
+        _share_malloc_arenas()
         cancel = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="fetch")
         live: dict[int, _Slot] = {}
@@ -203,6 +210,24 @@ class OrderedPrefetcher:
             _put(slot, _as_fetch_error(obj, exc), cancel)
         finally:
             opened.close()
+
+
+@functools.cache
+def _share_malloc_arenas() -> None:
+    """Let the fetch threads share two malloc arenas instead of getting one each.
+
+    glibc gives every new thread an arena of its own, up to eight per core, and an arena keeps the
+    memory its freed blocks held: FETCH_CONCURRENCY threads allocating body chunks left ~10 MB more
+    resident for a 400-file batch (docs/performance.md, section 6). Sharing costs no CPU here: the
+    chunks are allocated while the thread holds the GIL, so the threads never contend for an arena.
+    Elsewhere than glibc (or without it) nothing happens; the setting only bounds memory.
+    """
+    if sys.platform != "linux":
+        return
+    import ctypes  # noqa: PLC0415 - only here, once per process, and only on Linux
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, _SHARED_ARENAS)
 
 
 def _as_fetch_error(obj: SourceObject, exc: Exception) -> FetchError:

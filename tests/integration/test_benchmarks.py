@@ -102,6 +102,21 @@ def test_coldstart_measures_the_zip_and_its_invocations(results: dict[str, Resul
     assert bundled.met, bundled.detail  # both invocations of every round bundled their whole batch
 
 
+def test_floor_measures_the_handler_and_the_floor_on_the_same_batch(results: dict[str, Result]) -> None:
+    figures = results["floor"].figures
+    for kind in ("floor", "handler"):
+        assert figures[f"{kind}_cpu_s"] > 0
+        assert figures[f"{kind}_cpu_s_per_gb"] > 0
+        assert figures[f"{kind}_peak_mb"] > 10  # MB: an interpreter with boto3 loaded
+        assert 1.0 < figures[f"{kind}_compression_ratio"] < 10  # JSON lines with one file in ten random
+    assert figures["cpu_ratio"] > 0
+    assert [t.name for t in results["floor"].targets] == [
+        "handler CPU <= 1.3x the floor",
+        "handler peak RSS <= 120 MB for the batch",
+        "handler compression ratio >= the floor's",
+    ]
+
+
 def test_cli_prints_sections_and_targets_and_writes_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out_file = tmp_path / "bench.json"
     assert main(["--smoke", "throughput", "--json", str(out_file)]) == 0

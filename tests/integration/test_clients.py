@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
 from urllib3.exceptions import ProtocolError
 
-from data_aggregator.clients import BundlePublisher, ClaimStore, LandingReader
+from data_aggregator.clients import BundlePublisher, ClaimStore, LandingReader, make_clients
 from data_aggregator.core import BuiltBundle, BundleWriter
 from data_aggregator.errors import ClaimStoreError, FetchError, ObjectMissingError, PermanentStoreError, UploadError
 from data_aggregator.models import ClaimStatus, SourceObject
@@ -176,6 +176,34 @@ def test_publish_sets_type_metadata_and_checksum(aws: AwsWorld, size: int) -> No
         # moto accepts any ChecksumSHA256, so check that what we sent is right ourselves.
         assert base64.b64decode(bundle.sha256_b64) == hashlib.sha256(stored).digest()
     assert aws.read(ARCHIVE, "bundles/x.tar.gz") == aws.read(DISTRIBUTION, "bundles/x.tar.gz")
+
+
+@pytest.mark.parametrize("size", [1000, 7 * 1024 * 1024], ids=["single", "multipart"])
+def test_uploads_carry_their_sha256_and_are_not_hashed_again_to_be_signed(aws: AwsWorld, size: int) -> None:
+    """botocore would read and SHA-256 every upload body once more for the signature; S3 checks the
+    ChecksumSHA256 we send instead, so the signature covers the headers (that checksum included)."""
+    s3 = make_clients().s3
+    sent: list[dict[str, str]] = []
+
+    def capture(request: Any, **_: object) -> None:  # request: botocore's AWSPreparedRequest
+        sent.append(
+            {
+                name.lower(): value.decode() if isinstance(value, bytes) else str(value)
+                for name, value in request.headers.items()
+            }
+        )
+
+    s3.meta.events.register("before-send.s3", capture)
+    bundle = make_bundle(size)
+    BundlePublisher(s3, multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024).put(
+        ARCHIVE, "bundles/signed.tar.gz", bundle
+    )
+    uploads = [headers for headers in sent if "x-amz-checksum-sha256" in headers]
+    assert uploads
+    assert all(headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD" for headers in uploads)
+    if size < 5 * 1024 * 1024:
+        assert uploads[0]["x-amz-checksum-sha256"] == bundle.sha256_b64
+    assert sha256_hex(aws.read(ARCHIVE, "bundles/signed.tar.gz")) == bundle.sha256_hex
 
 
 @pytest.mark.parametrize("size", [1000, 7 * 1024 * 1024], ids=["single", "multipart"])

@@ -135,7 +135,7 @@ variable "max_object_bytes" {
 variable "spool_memory_bytes" {
   description = "SPOOL_MEMORY_BYTES: bundle bytes kept in memory before spilling to /tmp."
   type        = number
-  default     = 67108864
+  default     = 8388608
 }
 
 variable "fetch_concurrency" {
