@@ -327,7 +327,7 @@ def result_of(measured: BurstRun, costs: Table, scale: Scale) -> Result:
             headers=("spent in", "CPU ms per file", "share %"),
             rows=tuple(per_file),
             notes=(
-                f"the rate the whole machine could carry is about {os.cpu_count()} cores / CPU per file: "
+                f"the rate the whole machine could sustain is about {os.cpu_count()} cores / CPU per file: "
                 f"{(os.cpu_count() or 1) * 1000 / max(1e-9, total_cpu / files * 1000):.0f} files/s",
                 "pipeline threads are sampled every 0.25 s; the last fraction of a short-lived thread is not counted",
             ),
