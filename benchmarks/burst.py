@@ -25,29 +25,21 @@ import statistics
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from benchmarks.common import FULL, SMOKE, Result, Scale, Table, Target, percentile
-from benchmarks.e2e import N1_TARGETS, Load, LoadRun, measure_load, production_options
+from benchmarks.e2e import N1_TARGETS, Load, LoadRun, call_costs, cpu_seconds, measure_load, production_options
 
 if TYPE_CHECKING:
-    from data_aggregator.sandbox.backends import Backend, BackendName
+    from data_aggregator.sandbox.backends import BackendName
 
 FULL_LOAD = Load("burst 100 files/s for 60 s", 100.0, 6_000)
 SMOKE_LOAD = Load("smoke", 40.0, 12)
 MINIMUM_RATE = 50.0  # the issue's floor for what the machine must reach if something else binds first
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PIPELINE = "pipeline (this process)"
-
-
-def cpu_seconds(pid: int | str) -> float:
-    """User + system CPU time of a process so far (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14 and 15 of stat(5)
 
 
 def peak_rss_mib(pid: int | str = "self") -> float:
@@ -172,59 +164,6 @@ def burst(backend_name: BackendName, load: Load, smoke: bool) -> tuple[BurstRun,
     roles = sampler.by_role(baseline)
     roles["not attributed (threads that ended between samples)"] = max(0.0, cpu[PIPELINE] - sum(roles.values()))
     return BurstRun(load, backend_name, run, wall, cpu, peak_rss_mib(), server_rss, roles), costs
-
-
-def call_costs(backend: Backend, *, calls: int) -> Table:
-    """CPU milliseconds each server spends per call (its own CPU time over ``calls`` sequential calls)."""
-    clients = backend.clients()
-    servers = backend.server_pids()
-    name = f"bench-probe-{uuid.uuid4().hex[:8]}"
-    clients.s3.create_bucket(Bucket=name)
-    clients.dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "ObjectID", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "ObjectID", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    queue_url = clients.sqs.create_queue(QueueName=name)["QueueUrl"]
-    body = b"x" * 100_000
-    probes: list[tuple[str, Callable[[int], object]]] = [
-        ("S3 PutObject (100 KB)", lambda i: clients.s3.put_object(Bucket=name, Key=f"k{i}", Body=body)),
-        ("S3 GetObject (100 KB, read fully)", lambda i: clients.s3.get_object(Bucket=name, Key=f"k{i}")["Body"].read()),
-        (
-            "DynamoDB PutItem",
-            lambda i: clients.dynamodb.put_item(TableName=name, Item={"ObjectID": {"S": f"o{i}"}}),
-        ),
-        ("SQS SendMessage", lambda i: clients.sqs.send_message(QueueUrl=queue_url, MessageBody=f"m{i}")),
-    ]
-    rows: list[tuple[str | int | float, ...]] = []
-    for label, call in probes:
-        spent_before = {server: cpu_seconds(pid) for server, pid in servers.items()}
-        started = time.perf_counter()
-        for i in range(calls):
-            call(i)
-        elapsed = time.perf_counter() - started
-        spent = {server: cpu_seconds(pid) - spent_before[server] for server, pid in servers.items()}
-        busiest = max(spent, key=lambda server: spent[server]) if spent else "-"
-        rows.append(
-            (
-                label,
-                calls,
-                elapsed / calls * 1000,
-                busiest,
-                spent[busiest] / calls * 1000 if spent else "-",
-                calls / elapsed,
-            )
-        )
-    return Table(
-        title=f"What one call costs the {backend.backend} backend (sequential calls from one client)",
-        headers=("call", "calls", "ms per call (wall)", "server", "server CPU ms per call", "calls/s"),
-        rows=tuple(rows),
-        notes=(
-            "server CPU: the CPU time the server process spent over the calls, divided by their number "
-            "(clock ticks of 10 ms, so small figures are coarse)",
-        ),
-    )
 
 
 def run(scale: Scale) -> Result:

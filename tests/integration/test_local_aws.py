@@ -167,6 +167,21 @@ http.server.HTTPServer(("0.0.0.0", int(sys.argv[sys.argv.index("-port") + 1])), 
 """
 
 
+# Reports healthy services on GATEWAY_LISTEN, which must be a loopback address.
+LOCALSTACK_STAND_IN = """
+import http.server, json, os
+host, port = os.environ["GATEWAY_LISTEN"].split(":")
+assert host == "127.0.0.1", host
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"services": dict.fromkeys(os.environ["SERVICES"].split(","), "running")}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args): pass
+http.server.HTTPServer((host, int(port)), Health).serve_forever()
+"""
+
+
 def _tools(tmp_path: Path, *, localstack: str, java: str) -> LocalAwsTools:
     jar = tmp_path / "DynamoDBLocal.jar"
     jar.touch()
@@ -195,17 +210,7 @@ def test_a_localstack_that_fails_to_start_is_named_with_its_log(tmp_path: Path) 
 
 def test_a_dynamodb_local_that_fails_to_start_is_named_with_its_log(tmp_path: Path) -> None:
     # A LocalStack stand-in that reports healthy services, and a "java" that is too old.
-    localstack = """
-import http.server, json, os
-host, port = os.environ["GATEWAY_LISTEN"].split(":")
-class Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"services": dict.fromkeys(os.environ["SERVICES"].split(","), "running")}).encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args): pass
-http.server.HTTPServer((host, int(port)), Health).serve_forever()
-"""
+    localstack = LOCALSTACK_STAND_IN
     java = "import sys; print('UnsupportedClassVersionError: class file version 61.0', file=sys.stderr); sys.exit(1)"
     backend = LocalAws(workdir=tmp_path / "run", tools=_tools(tmp_path, localstack=localstack, java=java))
     with pytest.raises(BackendStartError) as caught:
@@ -217,18 +222,7 @@ http.server.HTTPServer((host, int(port)), Health).serve_forever()
 
 def test_stand_ins_that_start_give_a_backend_on_loopback_with_both_endpoints(tmp_path: Path) -> None:
     """The happy path of the start-up logic, without the real servers: both endpoints, both stopped at exit."""
-    localstack = """
-import http.server, json, os
-host, port = os.environ["GATEWAY_LISTEN"].split(":")
-assert host == "127.0.0.1", host
-class Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"services": dict.fromkeys(os.environ["SERVICES"].split(","), "running")}).encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args): pass
-http.server.HTTPServer((host, int(port)), Health).serve_forever()
-"""
+    localstack = LOCALSTACK_STAND_IN
     tools = _tools(tmp_path, localstack=localstack, java=DYNAMODB_STAND_IN)
     with LocalAws(workdir=tmp_path / "run", tools=tools) as backend:
         environment = backend.environment()

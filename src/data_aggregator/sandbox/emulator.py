@@ -97,6 +97,18 @@ def _require_moto() -> None:
         ) from exc
 
 
+def stop_child(process: subprocess.Popen[str], *, grace_seconds: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace_seconds``; reaps the child and closes its stdout pipe."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
 def read_port_line(process: subprocess.Popen[str], timeout_seconds: float) -> int | None:
     """The port a child announces as its first stdout line (``PORT <n>``); None if it says anything else."""
     found: list[str] = []
@@ -223,14 +235,7 @@ class EmulatorProcess(Emulator):
         """Terminate the child (idempotent)."""
         process, self._process = self._process, None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+            stop_child(process, grace_seconds=10)
         if self._log is not None:
             self._log.close()
             self._log = None

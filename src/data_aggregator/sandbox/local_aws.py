@@ -38,6 +38,7 @@ from data_aggregator.sandbox.emulator import (
     Clients,
     EmulatorUnavailableError,
     read_port_line,
+    stop_child,
 )
 from data_aggregator.sandbox.loopback_only import die_with_parent
 
@@ -132,14 +133,7 @@ class _Server:
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+            stop_child(process, grace_seconds=20)  # LocalStack shuts its services down in turn
         if self._log is not None:
             self._log.close()
             self._log = None
