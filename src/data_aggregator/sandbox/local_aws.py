@@ -113,7 +113,8 @@ class _Server:
 
     def start(self, argv: Sequence[str], env: dict[str, str], *, stdout_pipe: bool = False) -> None:
         self._log = self.log_path.open("a", encoding="utf-8")
-        self.process = subprocess.Popen(  # noqa: S603  # nosec B603 - argv built from LocalAwsTools
+        # argv built from LocalAwsTools (bandit B603 reviewed).
+        self.process = subprocess.Popen(  # noqa: S603  # nosec B603
             list(argv),
             stdout=subprocess.PIPE if stdout_pipe else self._log,
             stderr=self._log,
@@ -191,8 +192,8 @@ class LocalAws:
             self.workdir = Path(self._own_workdir.name)
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            self._start_dynamodb(tools)  # the jail's PORT line arrives at once; DynamoDB Local warms up meanwhile
-            self._start_localstack(tools)
+            self._start_dynamodb(tools, self.workdir)  # the jail answers at once; DynamoDB Local warms up meanwhile
+            self._start_localstack(tools, self.workdir)
             self._wait_for_localstack()
             self._wait_for_dynamodb()
         except BaseException:
@@ -200,13 +201,12 @@ class LocalAws:
             raise
         return self
 
-    def _start_localstack(self, tools: LocalAwsTools) -> None:
-        assert self.workdir is not None  # noqa: S101 - set by start()
+    def _start_localstack(self, tools: LocalAwsTools, workdir: Path) -> None:
         port = free_loopback_port()
         self.endpoint_url = f"http://127.0.0.1:{port}"
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", str(self.workdir)),
+            "HOME": os.environ.get("HOME", str(workdir)),
             "LANG": "C.UTF-8",
             "GATEWAY_SERVER": "hypercorn",  # the default gateway ignores the host in GATEWAY_LISTEN
             "GATEWAY_LISTEN": f"127.0.0.1:{port}",
@@ -215,11 +215,11 @@ class LocalAws:
             "EAGER_SERVICE_LOADING": "1",
             "SQS_ENDPOINT_STRATEGY": "path",  # queue URLs on our address, not a DNS name that needs the internet
             "OVERRIDE_IN_DOCKER": "0",  # keep its files under FILESYSTEM_ROOT even inside a container
-            "FILESYSTEM_ROOT": str(self.workdir / "localstack"),
+            "FILESYSTEM_ROOT": str(workdir / "localstack"),
             "SKIP_SSL_CERT_DOWNLOAD": "1",
             "DISABLE_EVENTS": "1",
         }
-        self._localstack = _Server("LocalStack (S3, SQS, SNS, EventBridge)", self.workdir / "localstack.log")
+        self._localstack = _Server("LocalStack (S3, SQS, SNS, EventBridge)", workdir / "localstack.log")
         self._localstack.start([str(tools.localstack_python), "-m", "localstack.runtime.main"], env)
 
     def _wait_for_localstack(self) -> None:
@@ -232,7 +232,8 @@ class LocalAws:
             if server.process.poll() is not None:
                 raise server.failed("the process ended")
             try:
-                with urllib.request.urlopen(f"{self.endpoint_url}/_localstack/health", timeout=2) as answer:  # noqa: S310  # nosec B310 - our loopback URL
+                health = f"{self.endpoint_url}/_localstack/health"  # our loopback URL (bandit B310 reviewed)
+                with urllib.request.urlopen(health, timeout=2) as answer:  # noqa: S310  # nosec B310
                     services = json.load(answer).get("services", {})
             except (OSError, urllib.error.URLError, ValueError) as exc:
                 last = str(exc)
@@ -246,8 +247,7 @@ class LocalAws:
             f"no healthy answer on {self.endpoint_url} within {self.startup_timeout_seconds:.0f} s ({last})"
         )
 
-    def _start_dynamodb(self, tools: LocalAwsTools) -> None:
-        assert self.workdir is not None  # noqa: S101 - set by start()
+    def _start_dynamodb(self, tools: LocalAwsTools, workdir: Path) -> None:
         library = tools.dynamodb_jar.parent / "DynamoDBLocal_lib"
         java = [
             tools.java,
@@ -260,7 +260,7 @@ class LocalAws:
             "-port",
             str(DYNAMODB_INNER_PORT),
         ]
-        self._dynamodb = _Server("DynamoDB Local", self.workdir / "dynamodb-local.log")
+        self._dynamodb = _Server("DynamoDB Local", workdir / "dynamodb-local.log")
         self._dynamodb.start(
             [
                 sys.executable,
@@ -275,8 +275,7 @@ class LocalAws:
             stdout_pipe=True,
         )
         process = self._dynamodb.process
-        assert process is not None  # noqa: S101 - started just before
-        port = read_port_line(process, self.startup_timeout_seconds)
+        port = read_port_line(process, self.startup_timeout_seconds) if process is not None else None
         if port is None:
             raise self._dynamodb.failed("no private network namespace to confine it to loopback")
         self.dynamodb_endpoint_url = f"http://127.0.0.1:{port}"

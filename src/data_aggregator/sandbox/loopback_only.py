@@ -112,7 +112,7 @@ async def _serve(listener: socket.socket, inner_port: int, command: Sequence[str
     )
     # Started through asyncio so that its exit and our signals are awaited on one loop.
     # Its output goes to our stderr: stdout carries only the PORT line, which a parent may stop reading.
-    child = await asyncio.create_subprocess_exec(  # nosec B603 - the argv our parent gave
+    child = await asyncio.create_subprocess_exec(
         *command, stdin=asyncio.subprocess.DEVNULL, stdout=sys.stderr.fileno(), preexec_fn=die_with_parent
     )
     loop = asyncio.get_running_loop()
