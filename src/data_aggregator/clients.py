@@ -156,7 +156,7 @@ def make_clients(*, max_pool_connections: int = 32) -> AwsClients:
         tcp_keepalive=True,
         # Every request is built here, never from user input, and the services validate what they
         # receive anyway; botocore's client-side pass over each 100-item claim transaction cost about
-        # as much CPU as building and sending it (docs/performance.md, section 6).
+        # as much CPU as building and sending it (docs/performance.md, section 7).
         parameter_validation=False,
     )
     # botocore SigV4-signs an upload's payload (one more SHA-256 pass over the whole bundle, per bucket)

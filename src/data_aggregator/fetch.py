@@ -218,7 +218,7 @@ def _share_malloc_arenas() -> None:
 
     glibc gives every new thread an arena of its own, up to eight per core, and an arena keeps the
     memory its freed blocks held: FETCH_CONCURRENCY threads allocating body chunks left ~10 MB more
-    resident for a 400-file batch (docs/performance.md, section 6). Sharing costs no CPU here: the
+    resident for a 400-file batch (docs/performance.md, section 7). Sharing costs no CPU here: the
     chunks are allocated while the thread holds the GIL, so the threads never contend for an arena.
     Elsewhere than glibc (or without it) nothing happens; the setting only bounds memory.
     """
