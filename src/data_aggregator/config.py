@@ -38,7 +38,7 @@ class Settings(BaseModel):
 
     # Tuning.
     # A bundle past this spills to /tmp (page cache, not the function's resident memory). 8 MiB keeps a
-    # 100 MB batch's peak near 118 MB instead of ~138 MB, for the same CPU (docs/performance.md, 6).
+    # 100 MB batch's peak near 118 MB instead of ~138 MB, for the same CPU (docs/performance.md, 7).
     spool_memory_bytes: Annotated[int, Field(alias="SPOOL_MEMORY_BYTES", ge=0)] = 8 * MIB
     fetch_concurrency: Annotated[int, Field(alias="FETCH_CONCURRENCY", ge=1, le=256)] = 32
     fetch_chunk_bytes: Annotated[int, Field(alias="FETCH_CHUNK_BYTES", ge=4096, le=MIB)] = 256 * 1024
