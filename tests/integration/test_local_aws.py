@@ -237,3 +237,20 @@ def test_stand_ins_that_start_give_a_backend_on_loopback_with_both_endpoints(tmp
     assert not _pid_alive(localstack_pid)
     assert _refused(int(environment["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]))
     assert _refused(int(environment["AWS_ENDPOINT_URL_DYNAMODB"].rsplit(":", 1)[1]))
+
+
+def test_commands_asked_for_a_missing_backend_say_so_in_one_line_with_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from data_aggregator.cli import main as cli_main
+    from e2e_tests.cli import main as e2e_main
+
+    monkeypatch.setenv("DATA_AGGREGATOR_LOCAL_AWS", str(tmp_path / "nothing-here"))
+    configs = Path(__file__).resolve().parents[2] / "e2e_tests" / "configs"
+    assert e2e_main(["--config", str(configs / "single-file.json"), "--backend", "local-aws"]) == 2
+    assert cli_main(["demo", "--backend", "local-aws", "--count", "1", "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert err[0].startswith("e2e: the local-aws backend needs LocalStack")
+    assert err[1].startswith("data-aggregator demo: error: the local-aws backend needs LocalStack")
+    assert all("make local-aws" in line for line in err)
