@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Self
 
 from benchmarks.common import FULL, SMOKE, Result, Scale, Table, Target, percentile
 from benchmarks.e2e import N1_TARGETS, Load, LoadRun, call_costs, cpu_seconds, measure_load, production_options
+from e2e_tests.memory import KIB, reset_peak, status_kib
 
 if TYPE_CHECKING:
     from data_aggregator.sandbox.backends import BackendName
@@ -43,20 +44,9 @@ PIPELINE = "pipeline (this process)"
 
 
 def peak_rss_mib(pid: int | str = "self") -> float:
-    """The kernel's high-water mark of a process's resident memory (VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def reset_peak_rss() -> bool:
-    """Restart this process's VmHWM from its current RSS (Linux 4.0+); False where that is refused."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
-    except OSError:
-        return False
-    return True
+    """The kernel's high-water mark of a process's resident memory (VmHWM), in MiB."""
+    kib = status_kib("VmHWM", pid)
+    return kib / KIB if kib is not None else float("nan")
 
 
 def thread_role(name: str) -> str:
@@ -152,7 +142,7 @@ def burst(backend_name: BackendName, load: Load, smoke: bool) -> tuple[BurstRun,
         servers = backend.server_pids()
         before = {name: cpu_seconds(pid) for name, pid in servers.items()}
         before[PIPELINE] = cpu_seconds(os.getpid())
-        reset_peak_rss()
+        reset_peak()
         started = time.monotonic()
         baseline = thread_cpu_now()
         with ThreadCpuSampler() as sampler:

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import MB, Result, Scale, Table, Target
-from benchmarks.world import ARCHIVE, DISTRIBUTION, ENV, LANDING, MotoWorld, notification, sqs_record
+from benchmarks.world import ARCHIVE, DISTRIBUTION, ENV, MotoWorld, notification, provisioned_world, sqs_record
 
 ROOT = Path(__file__).resolve().parents[1]
 ZIP = ROOT / "dist" / "lambda-x86_64.zip"
@@ -413,13 +413,7 @@ def emulated_world() -> Iterator[tuple[MotoWorld, dict[str, str]]]:
 
     with EmulatorProcess() as emulator:
         clients = emulator.clients()
-        for bucket in (LANDING, ARCHIVE, DISTRIBUTION):
-            clients.s3.create_bucket(Bucket=bucket)
-        for bucket in (LANDING, ARCHIVE):
-            clients.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        world = MotoWorld(s3=clients.s3, dynamodb=clients.dynamodb)
-        world.reset_table()
-        yield world, emulator.environment()
+        yield provisioned_world(clients.s3, clients.dynamodb), emulator.environment()
 
 
 def child(task_root: Path, what: str, env: dict[str, str], scratch: Path, stdin: str = "") -> dict[str, Any]:

@@ -106,13 +106,18 @@ def moto_world(*, max_pool_connections: int = 64) -> Iterator[MotoWorld]:
 
     with offline_env(), mock_aws():
         clients = make_clients(max_pool_connections=max_pool_connections)
-        for bucket in (LANDING, ARCHIVE, DISTRIBUTION):
-            clients.s3.create_bucket(Bucket=bucket)
-        for bucket in (LANDING, ARCHIVE):
-            clients.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        world = MotoWorld(s3=clients.s3, dynamodb=clients.dynamodb)
-        world.reset_table()
-        yield world
+        yield provisioned_world(clients.s3, clients.dynamodb)
+
+
+def provisioned_world(s3: S3Client, dynamodb: DynamoDBClient) -> MotoWorld:
+    """The three buckets (Landing and Archive versioned) and a fresh claims table on these clients."""
+    for bucket in (LANDING, ARCHIVE, DISTRIBUTION):
+        s3.create_bucket(Bucket=bucket)
+    for bucket in (LANDING, ARCHIVE):
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    world = MotoWorld(s3=s3, dynamodb=dynamodb)
+    world.reset_table()
+    return world
 
 
 def sqs_record(body: str) -> dict[str, Any]:

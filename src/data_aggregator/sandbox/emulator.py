@@ -97,6 +97,29 @@ def _require_moto() -> None:
         ) from exc
 
 
+def emulator_clients(endpoint_url: str, region: str, dynamodb_endpoint_url: str | None = None) -> Clients:
+    """Clients for an emulator with throwaway credentials; DynamoDB at its own endpoint when it has one."""
+    return Clients.for_endpoint(
+        endpoint_url,
+        region,
+        access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        dynamodb_endpoint_url=dynamodb_endpoint_url,
+    )
+
+
+def emulator_environment(endpoint_url: str, region: str, dynamodb_endpoint_url: str | None = None) -> dict[str, str]:
+    """Variables that point any boto3 client at an emulator (DynamoDB through boto3's per-service variable)."""
+    dynamodb = {"AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint_url} if dynamodb_endpoint_url else {}
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        **dynamodb,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        **FAKE_CREDENTIALS,
+    }
+
+
 def stop_child(process: subprocess.Popen[str], *, grace_seconds: float) -> None:
     """SIGTERM, then SIGKILL after ``grace_seconds``; reaps the child and closes its stdout pipe."""
     process.terminate()
@@ -167,21 +190,11 @@ class Emulator:
 
     def clients(self) -> Clients:
         """Fresh clients for this emulator with throwaway credentials."""
-        return Clients.for_endpoint(
-            self.endpoint_url,
-            self.region,
-            access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        return emulator_clients(self.endpoint_url, self.region)
 
     def environment(self) -> dict[str, str]:
         """Variables that point any boto3 client in this process at the emulator."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            **FAKE_CREDENTIALS,
-        }
+        return emulator_environment(self.endpoint_url, self.region)
 
     def __enter__(self) -> Self:
         return self.start()

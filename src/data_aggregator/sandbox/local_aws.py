@@ -34,9 +34,10 @@ from typing import IO, ClassVar, Self
 
 from data_aggregator.sandbox.emulator import (
     DEFAULT_REGION,
-    FAKE_CREDENTIALS,
     Clients,
     EmulatorUnavailableError,
+    emulator_clients,
+    emulator_environment,
     read_port_line,
     stop_child,
 )
@@ -324,23 +325,11 @@ class LocalAws:
 
     def clients(self) -> Clients:
         """Fresh clients: S3, SQS, SNS and EventBridge on LocalStack, DynamoDB on DynamoDB Local."""
-        return Clients.for_endpoint(
-            self.endpoint_url,
-            self.region,
-            access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            dynamodb_endpoint_url=self.dynamodb_endpoint_url,
-        )
+        return emulator_clients(self.endpoint_url, self.region, self.dynamodb_endpoint_url)
 
     def environment(self) -> dict[str, str]:
         """Variables that point any boto3 client at the two servers (boto3's service-specific endpoint variable)."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint_url,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            **FAKE_CREDENTIALS,
-        }
+        return emulator_environment(self.endpoint_url, self.region, self.dynamodb_endpoint_url)
 
     def __enter__(self) -> Self:
         return self.start()
