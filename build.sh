@@ -66,7 +66,7 @@ if [[ -z "$python313" ]] || ! "$python313" -c 'import sys; sys.exit(sys.version_
 fi
 # Every service a function creates a client for (clients.py, monitor.py), plus X-Ray, which the tracing
 # SDK calls outside Lambda, and STS, which credential providers may call.
-botocore_services=(dynamodb s3 sts xray)
+botocore_services=(dynamodb s3 sqs sts xray)
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

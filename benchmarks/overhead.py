@@ -45,6 +45,8 @@ _STEPS = ("claim", "put", "commit", "release")
 class OneCallClaims:
     """The baseline claim store: the same state machine, one DynamoDB request per object per step."""
 
+    items_per_request = 1
+
     def __init__(self, client: DynamoDBClient, *, table: str, ttl_attribute: str = "ttl", ttl_days: int = 7) -> None:
         self._client = client
         self._table = table
@@ -220,7 +222,9 @@ def variants(world: MotoWorld) -> list[tuple[str, Invoke]]:
     from data_aggregator.core import TimeoutGuard
     from data_aggregator.service import Aggregator, InboundMessage
 
-    clients = AwsClients(s3=world.s3, dynamodb=world.dynamodb)
+    from data_aggregator.clients import make_clients
+
+    clients = AwsClients(s3=world.s3, dynamodb=world.dynamodb, sqs=make_clients().sqs)
 
     def handler(records: list[dict[str, Any]]) -> None:
         event = {"Records": [sqs_record(notification(r)) for r in records]}

@@ -15,6 +15,9 @@ What each kind of fault means:
 * ``connection_reset`` - the connection drops: before the request was sent, or with ``applied``
   after it took effect (a lost response without any status).
 * ``stream_cut`` - a GetObject body breaks after a random number of bytes.
+* ``slow`` - the service takes ``seconds`` longer to answer, then answers as usual. Within an
+  invocation the wait is bounded like a real slow answer: when the deadline comes first, the call
+  ends in a read timeout at the deadline (``clients.deadline_budget``).
 
 A rule fires at chosen matching calls (``at_calls``, 1-based, counting every HTTP attempt) or with a
 ``probability`` per attempt, from a seeded generator.
@@ -40,6 +43,7 @@ import logging
 import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,18 +52,18 @@ from urllib.parse import unquote, urlsplit
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 from botocore.client import BaseClient
-from botocore.exceptions import ConnectionClosedError
+from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 from botocore.httpsession import URLLib3Session
 from botocore.model import OperationModel
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from urllib3.exceptions import ProtocolError
 from urllib3.response import BaseHTTPResponse
 
-from data_aggregator.clients import AwsClients
+from data_aggregator.clients import AwsClients, deadline_budget
 
 log = logging.getLogger(__name__)
 
-FaultKind = Literal["throttle", "server_error", "connection_reset", "stream_cut"]
+FaultKind = Literal["throttle", "server_error", "connection_reset", "stream_cut", "slow"]
 KillPoint = Literal["after_claim", "during_fetch", "after_archive_write", "after_distribution_write"]
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -110,6 +114,8 @@ class FaultRule(_Trigger):
     """For S3 calls: a bucket role (``landing``, ``archive``, ``distribution``) or a bucket name."""
     url_contains: str | None = None
     """Only requests whose URL contains this text (a key, for example)."""
+    seconds: Annotated[float, Field(gt=0, le=900)] | None = None
+    """For ``slow``: how much longer the answer takes."""
 
     @field_validator("call")
     @classmethod
@@ -128,6 +134,8 @@ class FaultRule(_Trigger):
             raise ValueError("'applied' is meaningful for 'server_error' and 'connection_reset' only")
         if self.bucket is not None and self.service != "s3":
             raise ValueError("'bucket' filters S3 calls only")
+        if (self.kind == "slow") != (self.seconds is not None):
+            raise ValueError("'seconds' is required for kind 'slow' and meaningful for it only")
         return self
 
     @property
@@ -143,7 +151,8 @@ class FaultRule(_Trigger):
     def describe(self) -> str:
         """A short label for reports."""
         where = f" {self.bucket}" if self.bucket else ""
-        return f"{self.call}{where} {self.kind}{' (applied)' if self.applied else ''}"
+        slow = f" {self.seconds:g} s" if self.seconds is not None else ""
+        return f"{self.call}{where} {self.kind}{slow}{' (applied)' if self.applied else ''}"
 
 
 class KillRule(_Trigger):
@@ -415,9 +424,23 @@ class FaultInjector:
             rule = active.rule
             if rule.kind == "stream_cut" or not self._matches(rule, service, operation, url):
                 continue
-            if self._fires(active):
-                return self._fail(rule, service, operation, request)
+            if not self._fires(active):
+                continue
+            if rule.kind == "slow":
+                self._slow_down(rule.seconds or 0.0, url)
+                continue
+            return self._fail(rule, service, operation, request)
         return None
+
+    @staticmethod
+    def _slow_down(seconds: float, url: str) -> None:
+        """Answer ``seconds`` later; inside an invocation, a read timeout at its deadline if that comes first."""
+        budget = deadline_budget()
+        if budget is None or seconds <= budget:
+            time.sleep(seconds)
+            return
+        time.sleep(max(0.0, budget))
+        raise ReadTimeoutError(endpoint_url=url)
 
     def _after_call(
         self, http_response: AWSResponse, parsed: dict[str, Any], model: OperationModel, **kwargs: object
@@ -551,6 +574,7 @@ def attached_to_handler(injector: FaultInjector) -> Iterator[None]:
         clients = real(**kwargs)
         injector.attach(clients.s3)
         injector.attach(clients.dynamodb)
+        injector.attach(clients.sqs)
         return clients
 
     app.make_clients = instrumented  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import tarfile
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ LANDING = "landing-bucket"
 ARCHIVE = "archive-bucket"
 DISTRIBUTION = "distribution-bucket"
 TABLE = "idempotency-table"
+EVENTS_QUEUE = "landing-events"
 
 BASE_ENV = {
     "ARCHIVE_BUCKET_NAME": ARCHIVE,
@@ -61,20 +63,21 @@ def notification(*records: dict[str, Any]) -> str:
 
 
 def sqs_record(body: str, *, message_id: str | None = None, receive_count: int = 1) -> dict[str, Any]:
+    sent = str(int(time.time() * 1000))
     return {
         "messageId": message_id or str(uuid.uuid4()),
         "receiptHandle": "handle-" + uuid.uuid4().hex,
         "body": body,
         "attributes": {
             "ApproximateReceiveCount": str(receive_count),
-            "SentTimestamp": "1700000000000",
+            "SentTimestamp": sent,
             "SenderId": "AIDAEXAMPLE",
-            "ApproximateFirstReceiveTimestamp": "1700000000000",
+            "ApproximateFirstReceiveTimestamp": sent,
         },
         "messageAttributes": {},
         "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
         "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:landing-events",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{EVENTS_QUEUE}",
         "awsRegion": "us-east-1",
     }
 

@@ -7,10 +7,13 @@ the per-message verdicts. All decisions live in ``service``; this file only tran
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import math
 import os
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -21,10 +24,20 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from data_aggregator import telemetry
-from data_aggregator.clients import AwsClients, BundlePublisher, ClaimStore, LandingReader, make_clients
+from data_aggregator.clients import (
+    DEFERRALS_ATTRIBUTE,
+    FIRST_SENT_ATTRIBUTE,
+    AwsClients,
+    BundlePublisher,
+    ClaimStore,
+    LandingReader,
+    MessageRequeue,
+    make_clients,
+)
 from data_aggregator.config import Settings
 from data_aggregator.core import Deadline, TimeoutGuard, bound_by
-from data_aggregator.service import Aggregator, BatchReport, InboundMessage
+from data_aggregator.models import InboundMessage, MessageAttribute
+from data_aggregator.service import Aggregator, BatchReport
 
 SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME") or "data-aggregator"
 METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "DataAggregator"
@@ -86,6 +99,7 @@ def build_aggregator(settings: Settings, clients: AwsClients) -> Aggregator:
             multipart_threshold=settings.multipart_threshold_bytes,
             spool_memory_bytes=settings.spool_memory_bytes,
         ),
+        requeue=MessageRequeue(clients.sqs),
     )
 
 
@@ -112,14 +126,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     def remaining_seconds() -> float:
         return float(context.get_remaining_time_in_millis()) / 1000.0
 
-    messages = [
-        InboundMessage(
-            message_id=record.message_id,
-            body=record.body,
-            receive_count=int(record.attributes.approximate_receive_count or 1),
-        )
-        for record in (SQSRecord(raw) for raw in event["Records"])
-    ]
+    messages = [inbound_message(raw) for raw in event["Records"]]
     guard = TimeoutGuard(
         remaining_seconds=remaining_seconds,
         reserve_seconds=settings.timeout_reserve_seconds,
@@ -150,6 +157,52 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(response)
 
 
+def inbound_message(raw: Mapping[str, Any]) -> InboundMessage:
+    """An SQS record as the service needs it: what to process, and what it takes to send it again.
+
+    Attributes are read defensively: one odd record must never fail the whole batch.
+    """
+    record = SQSRecord(dict(raw))
+    system = raw.get("attributes") or {}
+    attributes: dict[str, MessageAttribute] = {}
+    for name, value in (raw.get("messageAttributes") or {}).items():
+        if not isinstance(value, Mapping):
+            continue
+        binary = value.get("binaryValue")
+        try:
+            decoded = base64.b64decode(binary, validate=True) if isinstance(binary, str) else None
+        except (binascii.Error, ValueError):
+            decoded = None
+        attributes[str(name)] = MessageAttribute(
+            data_type=str(value.get("dataType") or "String"),
+            string_value=value.get("stringValue") if isinstance(value.get("stringValue"), str) else None,
+            binary_value=decoded,
+        )
+    return InboundMessage(
+        message_id=record.message_id,
+        body=record.body,
+        receive_count=_whole_number(system.get("ApproximateReceiveCount")) or 1,
+        source_arn=raw.get("eventSourceARN"),
+        attributes=attributes,
+        deferrals=_whole_number(_attribute_value(attributes, DEFERRALS_ATTRIBUTE)) or 0,
+        first_sent_ms=_whole_number(_attribute_value(attributes, FIRST_SENT_ATTRIBUTE))
+        or _whole_number(system.get("SentTimestamp")),
+    )
+
+
+def _attribute_value(attributes: Mapping[str, MessageAttribute], name: str) -> str | None:
+    value = attributes.get(name)
+    return value.string_value if value is not None else None
+
+
+def _whole_number(text: object) -> int | None:
+    try:
+        number = int(str(text))
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
 def _verdict(report: BatchReport, record: SQSRecord) -> None:
     """BatchProcessor's record handler: raising marks the message as a batch item failure."""
     error = report.failures.get(record.message_id)
@@ -162,6 +215,16 @@ def _publish_metrics(report: BatchReport) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=getattr(report, attribute))
     metrics.add_metric(name=telemetry.BUNDLES_WRITTEN, unit=MetricUnit.Count, value=len(report.bundles))
     metrics.add_metric(name=telemetry.MESSAGES_FAILED, unit=MetricUnit.Count, value=len(report.failures))
+    logger.info(
+        "batch done",
+        extra={
+            "failed_messages": len(report.failures),
+            "deferred_messages": report.messages_deferred,
+            "files_bundled": report.files_bundled,
+            "bundles": len(report.bundles),
+            "phase_seconds": {name: round(seconds, 3) for name, seconds in report.phase_seconds.items()},
+        },
+    )
     metrics.add_metric(name=telemetry.INPUT_BYTES, unit=MetricUnit.Bytes, value=report.input_bytes)
     for bundle in report.bundles:
         metrics.add_metric(name=telemetry.BUNDLE_BYTES, unit=MetricUnit.Bytes, value=bundle.size)

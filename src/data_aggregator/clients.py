@@ -1,4 +1,4 @@
-"""Small facades over S3 and DynamoDB; each takes its boto3 client as a constructor argument.
+"""Small facades over S3, DynamoDB and SQS; each takes its boto3 client as a constructor argument.
 
 Transient faults (throttling, 5xx, timeouts) are retried by botocore's "standard" retry mode, which
 ``make_clients`` configures; these facades add what the SDK cannot know: resuming a broken GET body
@@ -24,8 +24,9 @@ import boto3
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.client import BaseClient
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 
 from data_aggregator.core import BundleBody, StoredBundle, current_deadline
 from data_aggregator.errors import (
@@ -36,7 +37,7 @@ from data_aggregator.errors import (
     SizeMismatchError,
     UploadError,
 )
-from data_aggregator.models import ClaimResult, ClaimStatus, SourceObject
+from data_aggregator.models import ClaimResult, ClaimStatus, Deferral, SourceObject
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     )
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, GetObjectOutputTypeDef
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef, SendMessageBatchRequestEntryTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +126,20 @@ def bind_to_deadlines(client: BaseClient) -> None:
     client.meta.events.register_first(f"before-send.{service}", _bound_request, unique_id="deadline-send")
 
 
+def cut_by_deadline(exc: BaseException | None) -> bool:
+    """Did the invocation's deadline end this call, rather than the service's answer or the network?
+
+    A call refused for lack of time is; so is a timeout of a call whose timeout was the time left
+    (``_bound_request``), which leaves no budget behind. A timeout with time to spare is the service's.
+    """
+    if isinstance(exc, DeadlineReachedError):
+        return True
+    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError | Urllib3TimeoutError):
+        budget = deadline_budget()
+        return budget is not None and budget <= _MIN_CALL_SECONDS
+    return False
+
+
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -139,6 +156,7 @@ def backoff_delay(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
 class AwsClients:
     s3: S3Client
     dynamodb: DynamoDBClient
+    sqs: SQSClient
 
 
 def make_clients(*, max_pool_connections: int = 32) -> AwsClients:
@@ -165,9 +183,14 @@ def make_clients(*, max_pool_connections: int = 32) -> AwsClients:
     # the combination under which botocore itself skips payload signing.
     s3_config = config.merge(Config(s3={"payload_signing_enabled": False}))
     session = boto3.session.Session()
-    clients = AwsClients(s3=session.client("s3", config=s3_config), dynamodb=session.client("dynamodb", config=config))
+    clients = AwsClients(
+        s3=session.client("s3", config=s3_config),
+        dynamodb=session.client("dynamodb", config=config),
+        sqs=session.client("sqs", config=config),
+    )
     bind_to_deadlines(clients.s3)
     bind_to_deadlines(clients.dynamodb)
+    bind_to_deadlines(clients.sqs)
     return clients
 
 
@@ -243,18 +266,23 @@ class S3ObjectStream:
             raise self._error(f"resume at byte {offset} got Content-Range {content_range!r}", cause)
         self._body = response["Body"]
 
-    def _error(self, what: str, cause: BaseException | None) -> FetchError:
+    def _error(self, what: str, cause: BaseException | None, *, out_of_time: bool = False) -> FetchError:
         bucket, key = self._request["Bucket"], self._request["Key"]
         return FetchError(
-            f"reading s3://{bucket}/{key}: {what}", operation="GetObject", bucket=bucket, key=key, cause=cause
+            f"reading s3://{bucket}/{key}: {what}",
+            operation="GetObject",
+            bucket=bucket,
+            key=key,
+            cause=cause,
+            out_of_time=out_of_time or cut_by_deadline(cause),
         )
 
 
-def _check_budget(error: Callable[[str, BaseException | None], FetchError], what: str, after: float = 0.0) -> None:
+def _check_budget(error: Callable[..., FetchError], what: str, after: float = 0.0) -> None:
     """Raise the reader's error when the deadline leaves no time to go on (after sleeping ``after``)."""
     budget = deadline_budget()
     if budget is not None and budget < after + _MIN_CALL_SECONDS:
-        raise error(f"{what}: the invocation's deadline is near ({budget:.1f} s left)", None)
+        raise error(f"{what}: the invocation's deadline is near ({budget:.1f} s left)", None, out_of_time=True)
 
 
 class LandingReader:
@@ -344,6 +372,7 @@ def _fetch_failure(obj: SourceObject, operation: str, what: str, exc: Exception)
         key=obj.key,
         cause=exc,
         retryable=code not in _PERMANENT_CODES,
+        out_of_time=cut_by_deadline(exc),
     )
 
 
@@ -522,6 +551,7 @@ def _recovery_error(operation: str, bucket: str, key: str, exc: Exception) -> Up
         bucket=bucket,
         key=key,
         cause=exc,
+        out_of_time=cut_by_deadline(exc),
     )
 
 
@@ -533,7 +563,12 @@ def _worth_repeating(exc: ClientError) -> bool:
 
 def _upload_error(bucket: str, key: str, code: str, exc: Exception) -> UploadError:
     return UploadError(
-        f"writing bundle s3://{bucket}/{key} failed ({code})", operation="PutObject", bucket=bucket, key=key, cause=exc
+        f"writing bundle s3://{bucket}/{key} failed ({code})",
+        operation="PutObject",
+        bucket=bucket,
+        key=key,
+        cause=exc,
+        out_of_time=cut_by_deadline(exc),
     )
 
 
@@ -585,6 +620,8 @@ class ClaimStore:
     same round trip and only the undecided items are sent again.
     """
 
+    items_per_request = _TRANSACT_LIMIT
+
     def __init__(
         self,
         client: DynamoDBClient,
@@ -626,6 +663,7 @@ class ClaimStore:
                 last_error = self._broken
                 break
             if attempt and not self._pause(attempt):
+                last_error = _out_of_rounds("claim", last_error)
                 break
             now = int(self._clock())
             order = list(pending)
@@ -676,7 +714,7 @@ class ClaimStore:
             return ClaimResult(ClaimStatus.CLAIMED, pending_bundle_key=pending_bundle)
         lease = int(item.get("lease_expires_at", {}).get("N", "0"))
         if status == _IN_PROGRESS and lease >= now:
-            return ClaimResult(ClaimStatus.HELD)
+            return ClaimResult(ClaimStatus.HELD, lease_expires_at=lease)
         seen[oid] = _Seen(owner=_text(item, "owner"), pending_bundle_key=pending_bundle)
         return None  # expired: take it over next round, fenced on the owner we just saw
 
@@ -840,6 +878,7 @@ class ClaimStore:
                 if self._broken is not None:
                     raise self._broken
                 if attempt and not self._pause(attempt):
+                    last_error = _out_of_rounds(what, last_error)
                     break
                 order = list(pending)
                 try:
@@ -886,8 +925,10 @@ class ClaimStore:
         }
 
     def _store_error(self, operation: str, exc: Exception) -> ClaimStoreError:
-        if isinstance(exc, DeadlineReachedError):
-            return ClaimStoreError(f"{operation} on {self._table}: {exc}", operation=operation, cause=exc)
+        if cut_by_deadline(exc):
+            return ClaimStoreError(
+                f"{operation} on {self._table}: {exc}", operation=operation, cause=exc, out_of_time=True
+            )
         code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
         if code in _PERMANENT_STORE_CODES:
             detail = str(exc.response.get("Error", {}).get("Message", "")) if isinstance(exc, ClientError) else ""
@@ -901,5 +942,132 @@ class ClaimStore:
         return ClaimStoreError(f"{operation} on {self._table} failed ({code})", operation=operation, cause=exc)
 
 
+def _out_of_rounds(what: str, last_error: ClaimStoreError | None) -> ClaimStoreError:
+    """The deadline left no room for another round: the time ran out, whatever the last round said."""
+    return ClaimStoreError(
+        f"no time left for another round of {what} writes"
+        + (f" (the last round: {last_error})" if last_error is not None else ""),
+        operation="TransactWriteItems",
+        cause=last_error,
+        out_of_time=True,
+    )
+
+
 def _text(item: Mapping[str, Any], name: str) -> str:
     return str(item.get(name, {}).get("S", ""))
+
+
+# ------------------------------------------------------------------------------------------ deferrals
+
+
+DEFERRALS_ATTRIBUTE = "DataAggregator.Deferrals"
+FIRST_SENT_ATTRIBUTE = "DataAggregator.FirstSent"
+_MAX_ATTRIBUTES = 10  # SQS's limit per message
+_MAX_BATCH_ENTRIES = 10
+_MAX_BATCH_BYTES = 256 * 1024  # SendMessageBatch's limit on the sum of its messages
+
+
+class MessageRequeue:
+    """Sends deferred messages back to the queue they came from: same body, same attributes, plus two.
+
+    ``DataAggregator.Deferrals`` counts the deferrals and ``DataAggregator.FirstSent`` keeps the first
+    send's time (epoch ms), so the handler can bound how often and for how long a message is deferred.
+    The queue URL is built from the record's ``eventSourceARN`` on this client's own endpoint (the
+    regional SQS endpoint, or the emulator's), so it needs no configuration and no GetQueueUrl call.
+    """
+
+    def __init__(self, client: SQSClient) -> None:
+        self._client = client
+
+    def send(self, deferrals: Sequence[Deferral]) -> set[str]:
+        """Send every deferral; returns the ids of the messages that could not be sent (they must fail)."""
+        unsent: set[str] = set()
+        by_queue: dict[str, list[tuple[Deferral, SendMessageBatchRequestEntryTypeDef, int]]] = {}
+        for deferral in deferrals:
+            message = deferral.message
+            url = self.queue_url(message.source_arn)
+            entry = _batch_entry(deferral) if url is not None else None
+            if url is None or entry is None:
+                unsent.add(message.message_id)
+                continue
+            by_queue.setdefault(url, []).append((deferral, entry, _entry_bytes(entry)))
+        for url, entries in by_queue.items():
+            for chunk in _size_bounded(entries):
+                unsent |= self._send_batch(url, chunk)
+        return unsent
+
+    def queue_url(self, arn: str | None) -> str | None:
+        """``arn:aws:sqs:REGION:ACCOUNT:NAME`` -> the queue's URL on this client's endpoint."""
+        parts = (arn or "").split(":")
+        if len(parts) != 6 or parts[2] != "sqs" or not parts[4] or not parts[5]:
+            return None
+        return f"{self._client.meta.endpoint_url.rstrip('/')}/{parts[4]}/{parts[5]}"
+
+    def _send_batch(
+        self, url: str, chunk: Sequence[tuple[Deferral, SendMessageBatchRequestEntryTypeDef, int]]
+    ) -> set[str]:
+        ids = {entry["Id"]: deferral.message.message_id for deferral, entry, _ in chunk}
+        try:
+            response = self._client.send_message_batch(QueueUrl=url, Entries=[entry for _, entry, _ in chunk])
+        except (ClientError, BotoCoreError) as exc:
+            code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+            logger.warning(
+                "sending deferred messages failed; they fail instead", extra={"queue_url": url, "code": code}
+            )
+            return set(ids.values())
+        failed = {ids[item["Id"]] for item in response.get("Failed", []) if item.get("Id") in ids}
+        if failed:
+            codes = sorted({str(item.get("Code")) for item in response.get("Failed", [])})
+            logger.warning("some deferred messages were refused; they fail instead", extra={"codes": codes})
+        return failed
+
+
+def _batch_entry(deferral: Deferral) -> SendMessageBatchRequestEntryTypeDef | None:
+    """The message as SendMessageBatch takes it; None when its attributes leave no room for ours."""
+    message = deferral.message
+    attributes: dict[str, MessageAttributeValueTypeDef] = {}
+    for name, value in message.attributes.items():
+        if name in (DEFERRALS_ATTRIBUTE, FIRST_SENT_ATTRIBUTE):
+            continue
+        converted: MessageAttributeValueTypeDef = {"DataType": value.data_type}
+        if value.string_value is not None:
+            converted["StringValue"] = value.string_value
+        if value.binary_value is not None:
+            converted["BinaryValue"] = value.binary_value
+        attributes[name] = converted
+    if len(attributes) + 2 > _MAX_ATTRIBUTES:
+        return None
+    attributes[DEFERRALS_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(message.deferrals + 1)}
+    if message.first_sent_ms is not None:
+        attributes[FIRST_SENT_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(message.first_sent_ms)}
+    return {
+        "Id": "m",  # replaced by the position in its batch
+        "MessageBody": message.body,
+        "DelaySeconds": max(0, min(900, deferral.delay_seconds)),
+        "MessageAttributes": attributes,
+    }
+
+
+def _entry_bytes(entry: SendMessageBatchRequestEntryTypeDef) -> int:
+    """What SQS counts toward the size limits: the body and every attribute's name, type and value."""
+    size = len(entry["MessageBody"].encode("utf-8"))
+    for name, value in entry.get("MessageAttributes", {}).items():
+        payload = value.get("StringValue", "").encode("utf-8") + bytes(value.get("BinaryValue", b""))  # type: ignore[arg-type]
+        size += len(name.encode("utf-8")) + len(value["DataType"].encode("utf-8")) + len(payload)
+    return size
+
+
+def _size_bounded(
+    entries: Sequence[tuple[Deferral, SendMessageBatchRequestEntryTypeDef, int]],
+) -> Iterator[list[tuple[Deferral, SendMessageBatchRequestEntryTypeDef, int]]]:
+    """Batches of at most ten entries and 256 KiB in all, entry ids numbered within each batch."""
+    chunk: list[tuple[Deferral, SendMessageBatchRequestEntryTypeDef, int]] = []
+    total = 0
+    for deferral, entry, size in entries:
+        if chunk and (len(chunk) == _MAX_BATCH_ENTRIES or total + size > _MAX_BATCH_BYTES):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append((deferral, {**entry, "Id": str(len(chunk))}, size))
+        total += size
+    if chunk:
+        yield chunk

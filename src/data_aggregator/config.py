@@ -54,6 +54,12 @@ class Settings(BaseModel):
     guard_bytes_per_second: Annotated[int, Field(alias="GUARD_BYTES_PER_SECOND", ge=1)] = 20_000_000
     claim_lease_seconds: Annotated[int, Field(alias="CLAIM_LEASE_SECONDS", ge=1)] = 360
 
+    # Deferral: a message this invocation had no time for is sent to the queue again instead of failing
+    # (so a slow day never spends its receive count). Bounded in number, and in age so that no copy of
+    # a message can outlive the claims that make it a duplicate (docs/design.md, "Deferral").
+    max_deferrals: Annotated[int, Field(alias="MAX_DEFERRALS", ge=0, le=1000)] = 20
+    deferral_max_age_seconds: Annotated[int, Field(alias="DEFERRAL_MAX_AGE_SECONDS", ge=0)] = 86_400
+
     @field_validator("bundle_prefix")
     @classmethod
     def _prefix_is_a_folder(cls, value: str) -> str:
@@ -69,6 +75,15 @@ class Settings(BaseModel):
             raise ValueError(
                 "ARCHIVE_BUCKET_NAME and DISTRIBUTION_BUCKET_NAME must differ: the consumer deletes from "
                 "Distribution, which would delete the archive copy"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _deferral_within_claims(self) -> Self:
+        if self.deferral_max_age_seconds >= self.idempotency_ttl_days * 86_400:
+            raise ValueError(
+                "DEFERRAL_MAX_AGE_SECONDS must be below IDEMPOTENCY_TTL_DAYS: a message deferred past its "
+                "object's claim would be bundled again"
             )
         return self
 

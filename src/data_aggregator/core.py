@@ -337,20 +337,50 @@ class TimeoutGuard:
 
     Lambda returns no partial response on timeout, so the whole batch would come back; instead we stop
     starting work when the remaining time, minus a reserve for commits and releases, cannot cover
-    moving ``pending_bytes`` more through fetch, compression and both uploads at a conservative rate.
+    what the work still needs: moving ``pending_bytes`` through fetch, compression and both uploads at a
+    conservative rate, plus the claim-store transactions still to make (claims, intent, commit).
+
+    A transaction's cost is not configured but measured: the slowest one this invocation has seen
+    (``observe_transaction``), assumed to be ``transaction_seconds`` until one is. On DynamoDB that is
+    tens of milliseconds, on a loaded emulator seconds; either way a bundle is sealed when what it holds
+    is all the invocation can still publish, so every invocation completes a share of its batch in
+    proportion to its time instead of running out of it before the first bundle (docs/design.md).
     """
 
     remaining_seconds: Callable[[], float]
     reserve_seconds: float
     bytes_per_second: float
+    transaction_seconds: float = 0.1
     stops: int = field(default=0)
+    initial_seconds: float = field(default=0.0)
+    _measured: bool = field(default=False, repr=False)
 
-    def can_start(self, pending_bytes: int) -> bool:
-        needed = self.reserve_seconds + pending_bytes / self.bytes_per_second
-        if self.remaining_seconds() > needed:
+    def __post_init__(self) -> None:
+        self.initial_seconds = self.remaining_seconds()
+
+    def needed_seconds(self, pending_bytes: int, transactions: int = 0) -> float:
+        """Seconds that moving ``pending_bytes`` and making ``transactions`` take, reserve included."""
+        return self.reserve_seconds + pending_bytes / self.bytes_per_second + transactions * self.transaction_seconds
+
+    def can_start(self, pending_bytes: int, transactions: int = 0) -> bool:
+        if self.remaining_seconds() > self.needed_seconds(pending_bytes, transactions):
             return True
         self.stops += 1
         return False
+
+    def ever_fits(self, size: int) -> bool:
+        """Could a whole invocation (as long as this one was at its start) move an object of ``size``?
+
+        An object that cannot would be left for later by every invocation, for ever: it fails instead.
+        Only the object's own bytes count here, never the measured claim-store time, which says how
+        busy things are now, not what the object needs.
+        """
+        return self.initial_seconds > self.needed_seconds(size)
+
+    def observe_transaction(self, seconds: float) -> None:
+        """Plan with the slowest claim-store transaction seen in this invocation."""
+        self.transaction_seconds = max(self.transaction_seconds, seconds) if self._measured else seconds
+        self._measured = True
 
 
 class Deadline:

@@ -5,6 +5,12 @@ The classification decides what operators see: a retryable error is expected to 
 an object over the size limit) will keep failing until the message reaches the dead-letter queue, so it
 is logged as an error and counted separately. The context (operation, bucket, key, cause) goes into
 the structured log as-is; it never contains file content.
+
+A second, independent flag says whether the failure was the invocation's lack of time rather than
+anything wrong with the message or a dependency's answer (``out_of_time``): the guard left the work
+for later, or a call was refused or cut short by the deadline. Such messages are deferred (sent again
+and acknowledged) instead of failed, so a slow day never spends their receive count (docs/design.md,
+"Deferral").
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ class AggregatorError(Exception):
     """Base class: a failure with a retry classification and structured context."""
 
     default_retryable: ClassVar[bool] = True
+    default_out_of_time: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -26,9 +33,11 @@ class AggregatorError(Exception):
         key: str | None = None,
         cause: BaseException | None = None,
         retryable: bool | None = None,
+        out_of_time: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = self.default_retryable if retryable is None else retryable
+        self.out_of_time = self.default_out_of_time if out_of_time is None else out_of_time
         self.operation = operation
         self.bucket = bucket
         self.key = key
@@ -41,6 +50,8 @@ class AggregatorError(Exception):
             "error": str(self),
             "retryable": self.retryable,
         }
+        if self.out_of_time:
+            fields["out_of_time"] = True
         if self.operation:
             fields["operation"] = self.operation
         if self.bucket:
@@ -71,7 +82,22 @@ class ObjectTooLargeError(AggregatorError):
 
 
 class ClaimHeldError(AggregatorError):
-    """Another live invocation holds the object's lease; the message comes back after it finishes."""
+    """Another live invocation holds the object's lease; the message comes back after it finishes.
+
+    Nothing is wrong with the message: it is deferred until the holder's lease would have run out.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        lease_expires_at: float | None = None,
+        operation: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, bucket=bucket, key=key)
+        self.lease_expires_at = lease_expires_at
 
 
 class ClaimStoreError(AggregatorError):
@@ -118,6 +144,8 @@ class UploadError(AggregatorError):
 
 class DeadlineError(AggregatorError):
     """The timeout guard left this object for a later invocation; its claim was released."""
+
+    default_out_of_time = True
 
 
 class ObjectMissingError(AggregatorError):

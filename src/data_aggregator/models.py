@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
@@ -19,6 +20,40 @@ if TYPE_CHECKING:
     from data_aggregator.errors import ClaimStoreError
 
 MANIFEST_MEMBER = "manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAttribute:
+    """One SQS message attribute, as SendMessage takes it back (binary values decoded)."""
+
+    data_type: str
+    string_value: str | None = None
+    binary_value: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """The parts of an SQS record the pipeline needs, including what it takes to send it again.
+
+    ``deferrals`` and ``first_sent_ms`` come from the attributes a deferral adds (``Deferral``); a
+    message S3 sent has neither, and its first send is its own ``SentTimestamp``.
+    """
+
+    message_id: str
+    body: str
+    receive_count: int = 1
+    source_arn: str | None = None
+    attributes: Mapping[str, MessageAttribute] = field(default_factory=dict)
+    deferrals: int = 0
+    first_sent_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """A message to send again, unchanged but for the deferral count, after ``delay_seconds``."""
+
+    message: InboundMessage
+    delay_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +174,5 @@ class ClaimResult:
     bundle_key: str | None = None
     error: ClaimStoreError | None = None
     pending_bundle_key: str | None = None
+    lease_expires_at: int | None = None
+    """For HELD: when the holder's lease runs out (epoch seconds), after which the claim can be taken."""

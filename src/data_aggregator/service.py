@@ -1,9 +1,15 @@
-"""One SQS batch, end to end: parse -> dedup -> claim -> fetch -> bundle -> publish -> commit.
+"""One SQS batch, end to end: parse -> dedup -> claim -> fetch -> bundle -> publish -> commit -> defer.
 
 The invariant everything here serves (SPEC N3): a message is acknowledged only when every object it
 names is durably in both buckets, was bundled before (duplicate), no longer exists (missing), or is
-not ours to bundle (test events, non-ObjectCreated records). Any other outcome fails exactly the
+not ours to bundle (test events, non-ObjectCreated records) - or when it was sent to the queue again,
+unchanged, because this invocation had no time for it (deferred). Any other outcome fails exactly the
 messages that name the affected objects, and their claims are released so the retry can succeed.
+
+Work is claimed, fetched and bundled incrementally, a claim transaction at a time, and a bundle is
+sealed as soon as what it holds is all the invocation can still publish: a slow claim store or a
+loaded machine makes each invocation do less, never nothing (docs/design.md, "Progress in
+proportion to time").
 
 This module holds no AWS imports: its collaborators arrive as small protocols, so the same logic runs
 against moto, fakes in unit tests, or real AWS.
@@ -12,12 +18,14 @@ against moto, fakes in unit tests, or real AWS.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Protocol
 
 from data_aggregator.config import Settings
@@ -50,8 +58,10 @@ from data_aggregator.errors import (
 )
 from data_aggregator.events import parse_message
 from data_aggregator.fetch import Failed, Missing, ObjectOpener, OrderedPrefetcher, Ready
-from data_aggregator.models import ClaimResult, ClaimStatus, SourceObject
+from data_aggregator.models import ClaimResult, ClaimStatus, Deferral, InboundMessage, SourceObject
 from data_aggregator.naming import assign_member_names
+
+__all__ = ["Aggregator", "BatchReport", "BundleReport", "Claims", "InboundMessage", "Publisher", "Requeue"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +81,12 @@ class Claims(Protocol):
 
     def hand_over(self, objects: Sequence[SourceObject], *, owner: str) -> set[str]: ...
 
+    @property
+    def items_per_request(self) -> int:
+        """How many claims one request writes (the guard plans time per request, and claims a request's
+        worth at a time)."""
+        ...
+
 
 class Publisher(Protocol):
     """The output buckets (``clients.BundlePublisher``): conditional writes and the reads recovery needs."""
@@ -84,18 +100,19 @@ class Publisher(Protocol):
     def read(self, bucket: str, key: str) -> StoredBundle: ...
 
 
+class Requeue(Protocol):
+    """The source queue (``clients.MessageRequeue``): sends deferred messages again."""
+
+    def send(self, deferrals: Sequence[Deferral]) -> set[str]:
+        """Send each message again after its delay; returns the ids of those that could not be sent."""
+        ...
+
+
 # A lease is trusted locally only while this much of it is left: it covers clock skew between
 # invocations, so nobody can have taken the claim over while we still believe we hold it.
 FENCE_SKEW_SECONDS = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """The parts of an SQS record the pipeline needs."""
-
-    message_id: str
-    body: str
-    receive_count: int = 1
+# SQS's longest message delay.
+MAX_DELAY_SECONDS = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +151,10 @@ class BatchReport:
     size_mismatches: int = 0
     claim_store_permanent_errors: int = 0
     bundles_recovered: int = 0
+    messages_deferred: int = 0
+    deferrals_refused: int = 0
+    phase_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """Wall time by step (claim, recover, bundle, intent, archive, distribution, commit, release, defer)."""
 
     @property
     def input_bytes(self) -> int:
@@ -150,11 +171,13 @@ class Aggregator:
         opener: ObjectOpener,
         claims: Claims,
         publisher: Publisher,
+        requeue: Requeue | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._claims = claims
         self._publisher = publisher
+        self._requeue = requeue
         self._clock = clock
         self._prefetcher = OrderedPrefetcher(
             opener,
@@ -168,47 +191,183 @@ class Aggregator:
     ) -> BatchReport:
         batch = _Batch(self._settings, owner=owner)
         targets = batch.collect(messages)
-        if not targets:
-            return batch.report
         try:
-            batch.lease_expires_at = self._clock() + lease_seconds
-            claimed, inherited = self._claim(batch, targets, lease_seconds)
-            for pending_key, objects in inherited.items():
-                claimed.extend(self._recover(batch, pending_key, objects))
-            groups = plan_bundles(
-                claimed,
-                max_files=self._settings.max_files_per_bundle,
-                max_input_bytes=self._settings.max_bundle_input_bytes,
-            )
-            for index, group in enumerate(groups):
-                if not guard.can_start(sum(obj.size or 0 for obj in group)):
-                    batch.leave_for_later([obj for rest in groups[index:] for obj in rest])
-                    break
-                self._bundle(batch, group, guard)
+            if targets:
+                batch.lease_expires_at = self._clock() + lease_seconds
+                self._work(batch, list(targets.values()), guard, lease_seconds)
         finally:
             with _finishing(current_deadline()):
-                self._release(batch)
+                for obj in targets.values():  # nothing may be acknowledged without a verdict
+                    if obj.object_id not in batch.settled:
+                        batch.leave_for_later([obj])
+                # Deferral first: it is one request per ten messages and saves their receives, while an
+                # unreleased claim only delays its copy until the lease runs out (a held claim is deferred).
+                with batch.timed("defer"):
+                    self._settle(batch, messages)
+                with batch.timed("release"):
+                    self._release(batch)
         return batch.report
 
     # -- steps
 
+    def _work(self, batch: _Batch, targets: list[SourceObject], guard: TimeoutGuard, lease_seconds: int) -> None:
+        """Bundle the targets group by group, each claimed a request at a time, until time runs short."""
+        startable: list[SourceObject] = []
+        for obj in targets:
+            if obj.size and not guard.ever_fits(obj.size) and guard.ever_fits(0):
+                batch.report.objects_too_large += 1
+                batch.fail_object(obj, _too_slow(obj, self._settings, guard))
+            else:
+                startable.append(obj)
+        groups = plan_bundles(
+            startable,
+            max_files=self._settings.max_files_per_bundle,
+            max_input_bytes=self._settings.max_bundle_input_bytes,
+        )
+        for index, group in enumerate(groups):
+            if not self._bundle(batch, group, guard, lease_seconds):
+                batch.leave_for_later([obj for rest in groups[index + 1 :] for obj in rest])
+                return
+
+    def _round_trips(self, items: int) -> int:
+        return math.ceil(items / self._claims.items_per_request)
+
+    def _finish_round_trips(self, files: int) -> int:
+        """Requests a bundle of ``files`` still needs once sealed: its intent and its commit, and one to
+        release whatever claims are left over."""
+        return 2 * self._round_trips(files) + 1
+
+    def _bundle(self, batch: _Batch, group: list[SourceObject], guard: TimeoutGuard, lease_seconds: int) -> bool:
+        """Build one bundle from a planned group, claiming as it goes, and publish it.
+
+        Returns False when the guard stopped the work: what was added is still published, and the
+        rest of the group is left for later (released if claimed, untouched if not).
+        """
+        settings = self._settings
+        created_at = datetime.fromtimestamp(self._clock(), tz=UTC)
+        bundle_id = new_bundle_id(created_at)
+        # Names for the whole planned group: any subset of a unique, safe assignment stays one.
+        names = dict(
+            zip(
+                (obj.object_id for obj in group),
+                assign_member_names([(obj.key, obj.object_id) for obj in group]),
+                strict=True,
+            )
+        )
+        step = self._claims.items_per_request
+        added: list[SourceObject] = []
+        stopwatch = Stopwatch()
+        position = 0
+        completed = True
+        with BundleWriter(
+            bundle_id=bundle_id,
+            created_at=created_at,
+            compression_level=settings.compression_level,
+            compression_threads=settings.compression_threads,
+            spool_memory_bytes=settings.spool_memory_bytes,
+        ) as writer:
+            while position < len(group):
+                chunk = group[position : position + step]
+                next_bytes = writer.input_bytes + (chunk[0].size or 0)
+                # Time to claim this chunk and still publish the bundle with all of it in.
+                if not guard.can_start(next_bytes, 1 + self._finish_round_trips(len(added) + len(chunk))):
+                    completed = False
+                    break
+                position += len(chunk)
+                claimed = self._claim(batch, chunk, lease_seconds, guard)
+                outcome = self._stream(
+                    batch=batch, writer=writer, claimed=claimed, names=names, added=added, guard=guard
+                )
+                if outcome is _Streamed.ABANDONED:
+                    batch.leave_for_later(group[position:])
+                    return True
+                if outcome is _Streamed.STOPPED:
+                    completed = False
+                    break
+            batch.leave_for_later(group[position:])
+            if not added:
+                return completed  # everything was missing, failed or left over: never publish an empty bundle
+            try:
+                with batch.timed("bundle"):
+                    bundle = writer.finish()
+            except OSError as exc:  # /tmp full while sealing: nothing of it may be published
+                batch.report.bundles_abandoned += 1
+                batch.fail_unsettled(
+                    added, BundleAbandonedError(f"bundle abandoned: {exc}", operation="bundle", cause=exc)
+                )
+                return completed
+        key = bundle_key(settings.bundle_prefix, created_at, bundle_id)
+        try:
+            published = self._publish(batch, key, bundle, added, guard)
+        finally:
+            bundle.close()
+        if published:
+            batch.report.bundles.append(
+                BundleReport(
+                    key=key,
+                    bundle_id=bundle_id,
+                    files=len(added),
+                    input_bytes=bundle.input_bytes,
+                    size=bundle.size,
+                    sha256=bundle.sha256_hex,
+                    build_seconds=stopwatch.elapsed(),
+                    oldest_file_age_seconds=_oldest_age(added, self._clock()),
+                )
+            )
+        return completed
+
+    def _stream(
+        self,
+        *,
+        batch: _Batch,
+        writer: BundleWriter,
+        claimed: list[SourceObject],
+        names: Mapping[str, str],
+        added: list[SourceObject],
+        guard: TimeoutGuard,
+    ) -> _Streamed:
+        """Stream the claimed objects into the open bundle, one after another, while time allows."""
+        if not claimed:
+            return _Streamed.DONE
+        with batch.timed("bundle"), self._prefetcher.stream(claimed) as outcomes:
+            for index, outcome in enumerate(outcomes):
+                if isinstance(outcome, Missing):
+                    batch.missing(outcome.obj, outcome.reason)
+                elif isinstance(outcome, Failed):
+                    batch.fetch_failed(outcome.obj, outcome.error)
+                elif not guard.can_start(writer.input_bytes + outcome.size, self._finish_round_trips(len(added) + 1)):
+                    batch.leave_for_later(claimed[index:])
+                    return _Streamed.STOPPED
+                else:
+                    error = self._add(writer, outcome, names[outcome.obj.object_id])
+                    if error is not None:
+                        batch.report.bundles_abandoned += 1
+                        batch.fail_unsettled([*added, *claimed], error)
+                        return _Streamed.ABANDONED
+                    added.append(outcome.obj)
+        return _Streamed.DONE
+
     def _claim(
-        self, batch: _Batch, targets: dict[str, SourceObject], lease_seconds: int
-    ) -> tuple[list[SourceObject], dict[str, list[SourceObject]]]:
-        """Claim every target; returns the fresh claims and, by bundle key, the inherited ones."""
-        results = self._claims.claim(list(targets.values()), owner=batch.owner, lease_seconds=lease_seconds)
+        self, batch: _Batch, chunk: list[SourceObject], lease_seconds: int, guard: TimeoutGuard
+    ) -> list[SourceObject]:
+        """Claim one request's worth of objects; returns those to bundle now, previous owners' settled."""
+        with batch.timed("claim"):
+            started = time.monotonic()
+            results = self._claims.claim(chunk, owner=batch.owner, lease_seconds=lease_seconds)
+            guard.observe_transaction((time.monotonic() - started) / self._round_trips(len(chunk)))
         claimed: list[SourceObject] = []
         inherited: dict[str, list[SourceObject]] = defaultdict(list)
-        for object_id, obj in targets.items():
-            result = results[object_id]
+        for obj in chunk:
+            result = results[obj.object_id]
             if result.status is ClaimStatus.CLAIMED:
-                batch.held_by_us[object_id] = obj
+                batch.held_by_us[obj.object_id] = obj
                 if result.pending_bundle_key:
                     inherited[result.pending_bundle_key].append(obj)
                 else:
                     claimed.append(obj)
             elif result.status is ClaimStatus.DUPLICATE:
                 batch.report.duplicates += 1
+                batch.settled.add(obj.object_id)
                 logger.debug(
                     "duplicate skipped",
                     extra={"bucket": obj.bucket, "key": obj.key, "bundle_key": result.bundle_key},
@@ -219,6 +378,7 @@ class Aggregator:
                     obj,
                     ClaimHeldError(
                         f"{obj.describe()} is being bundled by another invocation",
+                        lease_expires_at=result.lease_expires_at,
                         operation="claim",
                         bucket=obj.bucket,
                         key=obj.key,
@@ -228,7 +388,10 @@ class Aggregator:
                 error = result.error or ClaimStoreError("claim failed", operation="claim")
                 batch.store_failed(error)
                 batch.fail_object(obj, error)
-        return claimed, inherited
+        with batch.timed("recover"):
+            for pending_key, objects in inherited.items():
+                claimed.extend(self._recover(batch, pending_key, objects))
+        return claimed
 
     def _recover(self, batch: _Batch, key: str, objects: list[SourceObject]) -> list[SourceObject]:
         """Finish a previous owner's bundle ``key`` for claims we took over; return what still needs bundling.
@@ -259,73 +422,12 @@ class Aggregator:
             return []
         for obj in objects:
             batch.held_by_us.pop(obj.object_id, None)
+            batch.settled.add(obj.object_id)
         batch.report.bundles_recovered += 1
         batch.report.duplicates += len(objects)
         logger.info("completed a previous owner's bundle", extra={"bundle_key": key, "files": len(objects)})
         self._commit(batch, objects, key)
         return []
-
-    def _bundle(self, batch: _Batch, group: list[SourceObject], guard: TimeoutGuard) -> None:
-        """Build one bundle from a planned group and publish it; every object ends settled."""
-        settings = self._settings
-        created_at = datetime.fromtimestamp(self._clock(), tz=UTC)
-        bundle_id = new_bundle_id(created_at)
-        names = assign_member_names([(obj.key, obj.object_id) for obj in group])
-        added: list[SourceObject] = []
-        stopwatch = Stopwatch()
-        with (
-            BundleWriter(
-                bundle_id=bundle_id,
-                created_at=created_at,
-                compression_level=settings.compression_level,
-                compression_threads=settings.compression_threads,
-                spool_memory_bytes=settings.spool_memory_bytes,
-            ) as writer,
-            self._prefetcher.stream(group) as outcomes,
-        ):
-            for index, outcome in enumerate(outcomes):
-                if isinstance(outcome, Missing):
-                    batch.missing(outcome.obj, outcome.reason)
-                elif isinstance(outcome, Failed):
-                    batch.fetch_failed(outcome.obj, outcome.error)
-                elif not guard.can_start(writer.input_bytes + outcome.size):
-                    batch.leave_for_later(group[index:])
-                    break
-                else:
-                    error = self._add(writer, outcome, names[index])
-                    if error is not None:
-                        batch.report.bundles_abandoned += 1
-                        batch.fail_unsettled(group, error)
-                        return
-                    added.append(outcome.obj)
-            if not added:
-                return  # everything was missing, failed or left over: never publish an empty bundle
-            try:
-                bundle = writer.finish()
-            except OSError as exc:  # /tmp full while sealing: nothing of it may be published
-                batch.report.bundles_abandoned += 1
-                batch.fail_unsettled(
-                    group, BundleAbandonedError(f"bundle abandoned: {exc}", operation="bundle", cause=exc)
-                )
-                return
-        key = bundle_key(settings.bundle_prefix, created_at, bundle_id)
-        try:
-            published = self._publish(batch, key, bundle, added)
-        finally:
-            bundle.close()
-        if published:
-            batch.report.bundles.append(
-                BundleReport(
-                    key=key,
-                    bundle_id=bundle_id,
-                    files=len(added),
-                    input_bytes=bundle.input_bytes,
-                    size=bundle.size,
-                    sha256=bundle.sha256_hex,
-                    build_seconds=stopwatch.elapsed(),
-                    oldest_file_age_seconds=_oldest_age(added, self._clock()),
-                )
-            )
 
     def _add(self, writer: BundleWriter, outcome: Ready, member: str) -> BundleAbandonedError | None:
         """Stream one member in; an error means its stream broke for good and the bundle must go."""
@@ -340,11 +442,18 @@ class Aggregator:
         except (AggregatorError, ShortReadError, OSError) as exc:
             # The member's header (with its size) is already in the tar: the bundle cannot be saved.
             return BundleAbandonedError(
-                f"bundle abandoned: {exc}", operation="bundle", bucket=source.bucket, key=source.key, cause=exc
+                f"bundle abandoned: {exc}",
+                operation="bundle",
+                bucket=source.bucket,
+                key=source.key,
+                cause=exc,
+                out_of_time=isinstance(exc, AggregatorError) and exc.out_of_time,
             )
         return None
 
-    def _publish(self, batch: _Batch, key: str, bundle: BuiltBundle, added: list[SourceObject]) -> bool:
+    def _publish(
+        self, batch: _Batch, key: str, bundle: BuiltBundle, added: list[SourceObject], guard: TimeoutGuard
+    ) -> bool:
         """Intent, Archive, Distribution, commit: the order that makes every interruption recoverable."""
         settings = self._settings
         if not batch.lease_holds(self._clock()):
@@ -354,7 +463,10 @@ class Aggregator:
             batch.fail_unsettled(added, too_late)
             return False
         try:
-            lost = self._claims.record_intent(added, owner=batch.owner, bundle_key=key)
+            with batch.timed("intent"):
+                started = time.monotonic()
+                lost = self._claims.record_intent(added, owner=batch.owner, bundle_key=key)
+                guard.observe_transaction((time.monotonic() - started) / self._round_trips(len(added)))
         except ClaimStoreError as exc:
             batch.store_failed(exc)
             batch.report.bundles_abandoned += 1
@@ -369,9 +481,11 @@ class Aggregator:
             return False
         batch.written.update(obj.object_id for obj in added)  # from here on: hand over, never delete
         try:
-            self._publisher.put(settings.archive_bucket_name, key, bundle)  # authoritative copy first (R5)
+            with batch.timed("archive"):
+                self._publisher.put(settings.archive_bucket_name, key, bundle)  # authoritative copy first (R5)
             self._check_lease_after_archive(batch, key)
-            self._publisher.put(settings.distribution_bucket_name, key, bundle)
+            with batch.timed("distribution"):
+                self._publisher.put(settings.distribution_bucket_name, key, bundle)
         except UploadError as exc:
             batch.report.upload_failures += 1
             for obj in added:
@@ -379,6 +493,7 @@ class Aggregator:
             return False
         for obj in added:
             batch.held_by_us.pop(obj.object_id, None)  # durable now: never release these claims
+            batch.settled.add(obj.object_id)
         batch.report.files_bundled += len(added)
         logger.info(
             "bundle published",
@@ -402,6 +517,7 @@ class Aggregator:
                 f"claim lease ran short after writing s3://{self._settings.archive_bucket_name}/{key}; handed over",
                 operation="publish",
                 key=key,
+                out_of_time=True,
             )
 
     def _commit(self, batch: _Batch, objects: list[SourceObject], key: str) -> None:
@@ -411,7 +527,8 @@ class Aggregator:
         takes them over later finds the bundle in both buckets and commits it, never bundling again.
         """
         try:
-            lost = self._claims.commit(objects, owner=batch.owner, bundle_key=key)
+            with batch.timed("commit"):
+                lost = self._claims.commit(objects, owner=batch.owner, bundle_key=key)
         except ClaimStoreError as exc:
             batch.store_failed(exc)
             batch.report.commit_failures += 1
@@ -459,6 +576,68 @@ class Aggregator:
             if lost:
                 self._fences_lost(batch, [obj for obj in objects if obj.object_id in lost], "release")
 
+    def _settle(self, batch: _Batch, messages: Sequence[InboundMessage]) -> None:
+        """Defer what only lacked time (sent again, acknowledged), then log every failure that stands.
+
+        A message is deferred when nothing went wrong with it but time: the guard left its objects for
+        later, a call was cut by the deadline, or another live invocation holds its claim (then it comes
+        back once that lease would have run out). Sent again *after* our claims were released, it
+        never meets our own lease. If the send succeeds and the acknowledgement is lost, SQS delivers
+        the old message again too: the claims make one of the two a duplicate (docs/design.md).
+        """
+        report = batch.report
+        deferrals: list[Deferral] = []
+        now = self._clock()
+        for message in messages:
+            error = report.failures.get(message.message_id)
+            if error is None or message.message_id in batch.blocking or self._requeue is None:
+                continue
+            if not self._may_defer(message, now):
+                report.deferrals_refused += 1
+                continue
+            held_until = batch.held_until.get(message.message_id)
+            delay = 0 if held_until is None else min(MAX_DELAY_SECONDS, max(0, math.ceil(held_until - now)) + 1)
+            deferrals.append(Deferral(message, delay))
+        unsent = self._requeue.send(deferrals) if deferrals and self._requeue is not None else set()
+        reasons: Counter[str] = Counter()
+        for deferral in deferrals:
+            message_id = deferral.message.message_id
+            if message_id not in unsent:
+                reasons[type(report.failures.pop(message_id)).__name__] += 1
+                report.messages_deferred += 1
+        if reasons:
+            logger.info(
+                "messages deferred: sent to the queue again and acknowledged",
+                extra={"deferred": report.messages_deferred, "reasons": dict(reasons)},
+            )
+        for message_id, error in report.failures.items():
+            _log_failure(message_id, error)
+
+    def _may_defer(self, message: InboundMessage, now: float) -> bool:
+        """Within the bounds that keep deferral finite and the claims older than any copy of the message."""
+        settings = self._settings
+        if message.deferrals >= settings.max_deferrals:
+            logger.warning(
+                "message already deferred the most times allowed; it fails and SQS counts the receive",
+                extra={"message_id": message.message_id, "deferrals": message.deferrals},
+            )
+            return False
+        if message.first_sent_ms is not None and now - message.first_sent_ms / 1000 > settings.deferral_max_age_seconds:
+            logger.warning(
+                "message first sent longer ago than DEFERRAL_MAX_AGE_SECONDS; it fails and SQS counts the receive",
+                extra={"message_id": message.message_id, "first_sent_ms": message.first_sent_ms},
+            )
+            return False
+        return True
+
+
+class _Streamed(Enum):
+    """How streaming a claimed chunk into the open bundle ended."""
+
+    DONE = "done"
+    STOPPED = "stopped"  # the guard left the rest for later; what was added is still published
+    ABANDONED = "abandoned"  # a stream broke for good: the bundle cannot be published
+
 
 def _finishing(deadline: Deadline | None) -> AbstractContextManager[None]:
     """Closing writes may use the deadline's reserve; outside an invocation there is none."""
@@ -470,6 +649,21 @@ def _oldest_age(objects: Sequence[SourceObject], now: float) -> float | None:
     return max(0.0, now - min(times)) if times else None
 
 
+def _log_failure(message_id: str, error: AggregatorError) -> None:
+    if error.retryable:
+        logger.warning("message failed; SQS redelivers it", extra={"message_id": message_id, **error.context()})
+    else:
+        logger.error(
+            "message failed for good; it reaches the dead-letter queue after maxReceiveCount",
+            extra={"message_id": message_id, **error.context()},
+        )
+
+
+def _deferrable(error: AggregatorError) -> bool:
+    """Only time was missing: the guard, the deadline, or another invocation's live lease."""
+    return error.out_of_time or isinstance(error, ClaimHeldError)
+
+
 class _Batch:
     """Per-batch bookkeeping: which messages wait on which objects, and which claims we still hold."""
 
@@ -479,10 +673,21 @@ class _Batch:
         self.report = BatchReport()
         self.waiting: dict[str, list[str]] = defaultdict(list)
         self.held_by_us: dict[str, SourceObject] = {}  # claimed and not yet published
-        self.settled: set[str] = set()  # claimed objects with a verdict (missing, failed, left over)
+        self.settled: set[str] = set()  # objects with a verdict (published, duplicate, missing, failed...)
         self.written: set[str] = set()  # claims whose bundle may be in Archive: hand over, never delete
+        self.blocking: set[str] = set()  # messages with a failure of their own: they fail, never deferred
+        self.held_until: dict[str, float] = {}  # message -> the latest lease of another invocation it met
         self.lease_expires_at = 0.0
         self._store_broken = False
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the block's wall time to ``phase`` (the report says where an invocation's time went)."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.report.phase_seconds[phase] += time.monotonic() - started
 
     def lease_holds(self, now: float) -> bool:
         """Is enough of our lease left that no other invocation can have taken our claims over?"""
@@ -495,9 +700,13 @@ class _Batch:
             self.report.claim_store_permanent_errors += 1
 
     def collect(self, messages: Sequence[InboundMessage]) -> dict[str, SourceObject]:
-        """Parse every message; return the unique objects to claim, in first-seen order."""
+        """Parse every message; return the unique objects to claim, in first-seen order.
+
+        Messages deferred before come first (stable otherwise), so a message that waited once is
+        among the first to be worked on next time rather than left over again.
+        """
         targets: dict[str, SourceObject] = {}
-        for message in messages:
+        for message in sorted(messages, key=lambda m: -m.deferrals):
             if message.receive_count > 1:
                 self.report.records_retried += 1
             try:
@@ -525,15 +734,11 @@ class _Batch:
         return targets
 
     def fail_message(self, message_id: str, error: AggregatorError) -> None:
-        if message_id not in self.report.failures:
-            self.report.failures[message_id] = error
-            if error.retryable:
-                logger.warning("message failed; SQS redelivers it", extra={"message_id": message_id, **error.context()})
-            else:
-                logger.error(
-                    "message failed for good; it reaches the dead-letter queue after maxReceiveCount",
-                    extra={"message_id": message_id, **error.context()},
-                )
+        self.report.failures.setdefault(message_id, error)
+        if not _deferrable(error):
+            self.blocking.add(message_id)
+        if isinstance(error, ClaimHeldError) and error.lease_expires_at is not None:
+            self.held_until[message_id] = max(self.held_until.get(message_id, 0.0), error.lease_expires_at)
 
     def fail_object(self, obj: SourceObject, error: AggregatorError) -> None:
         self.settled.add(obj.object_id)
@@ -541,7 +746,7 @@ class _Batch:
             self.fail_message(message_id, error)
 
     def fail_unsettled(self, objects: Sequence[SourceObject], error: AggregatorError) -> int:
-        """Fail the objects of ``objects`` that have no verdict yet; returns how many."""
+        """Fail the objects of ``objects`` we hold that have no verdict yet; returns how many."""
         count = 0
         for obj in objects:
             if obj.object_id in self.held_by_us and obj.object_id not in self.settled:
@@ -567,8 +772,12 @@ class _Batch:
         )
 
     def leave_for_later(self, objects: Sequence[SourceObject]) -> None:
-        error = DeadlineError("not enough time left in this invocation; released for the next one", operation="bundle")
-        self.report.deadline_leftovers += self.fail_unsettled(objects, error)
+        """No time for these (claimed or not): their messages wait for a later invocation."""
+        error = DeadlineError("not enough time left in this invocation; left for the next one", operation="bundle")
+        for obj in objects:
+            if obj.object_id not in self.settled:
+                self.fail_object(obj, error)
+                self.report.deadline_leftovers += 1
 
     def _poison(self, message_id: str, error: PoisonMessageError) -> None:
         self.report.poison_messages += 1
@@ -578,6 +787,17 @@ class _Batch:
 def _too_large(obj: SourceObject, limit: int) -> ObjectTooLargeError:
     return ObjectTooLargeError(
         f"{obj.describe()} is {obj.size} bytes, above MAX_OBJECT_BYTES={limit}",
+        operation="plan",
+        bucket=obj.bucket,
+        key=obj.key,
+    )
+
+
+def _too_slow(obj: SourceObject, settings: Settings, guard: TimeoutGuard) -> ObjectTooLargeError:
+    return ObjectTooLargeError(
+        f"{obj.describe()} is {obj.size} bytes: at GUARD_BYTES_PER_SECOND={settings.guard_bytes_per_second} it "
+        f"needs more than the {guard.initial_seconds:.0f} s an invocation has; raise the function timeout "
+        "(or GUARD_BYTES_PER_SECOND if this function moves bytes faster)",
         operation="plan",
         bucket=obj.bucket,
         key=obj.key,

@@ -32,6 +32,10 @@ HANDLER_COUNTERS: Mapping[str, str] = {
     "SizeMismatches": "size_mismatches",
     "ClaimStorePermanentErrors": "claim_store_permanent_errors",
     "BundlesRecovered": "bundles_recovered",
+    # Sent to the queue again for lack of time (not failures); sustained, they mean the function cannot
+    # keep up. DeferralsRefused: messages that could not be deferred (bounds reached) and failed instead.
+    "MessagesDeferred": "messages_deferred",
+    "DeferralsRefused": "deferrals_refused",
 }
 BUNDLES_WRITTEN = "BundlesWritten"
 MESSAGES_FAILED = "MessagesFailed"

@@ -18,6 +18,7 @@ from tests.support import (
     ARCHIVE,
     BASE_ENV,
     DISTRIBUTION,
+    EVENTS_QUEUE,
     LANDING,
     TABLE,
     read_bundle,
@@ -28,12 +29,16 @@ from tests.support import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 
 @dataclass
 class AwsWorld:
     s3: S3Client
     dynamodb: DynamoDBClient
+    sqs: SQSClient
+    queue_url: str
 
     def upload(self, key: str, body: bytes, *, bucket: str = LANDING, **record_args: Any) -> dict[str, Any]:
         """PUT an object and return the notification record real S3 would send for it."""
@@ -66,6 +71,26 @@ class AwsWorld:
         items = self.dynamodb.scan(TableName=TABLE)["Items"]
         return [{k: next(iter(v.values())) for k, v in item.items()} for item in items]
 
+    def delayed(self) -> int:
+        """Messages sent back with a delay (deferred until a lease runs out), not receivable yet."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessagesDelayed"])
+
+    def queued(self) -> list[MessageTypeDef]:
+        """Every message waiting in the events queue (deferred ones included), taken out of it."""
+        found: list[MessageTypeDef] = []
+        while batch := self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+        ).get("Messages", []):
+            found.extend(batch)
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+            )
+        return found
+
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch, no_endpoint_override: None) -> Iterator[AwsWorld]:
@@ -86,7 +111,9 @@ def aws(monkeypatch: pytest.MonkeyPatch, no_endpoint_override: None) -> Iterator
             BillingMode="PAY_PER_REQUEST",
         )
         dynamodb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
-        yield AwsWorld(s3=s3, dynamodb=dynamodb)
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName=EVENTS_QUEUE)["QueueUrl"]  # where deferred messages go back
+        yield AwsWorld(s3=s3, dynamodb=dynamodb, sqs=sqs, queue_url=queue_url)
     app._clients.cache_clear()
 
 

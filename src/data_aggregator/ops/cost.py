@@ -72,7 +72,7 @@ class CostInputs(BaseModel):
     sqs_pollers: int = Field(default=5, ge=0)
     kms_requests_per_day: float = Field(default=1000.0, ge=0)
     log_kb_per_invocation: float = Field(default=2.0, ge=0)
-    custom_metrics: int = Field(default=27, ge=0)
+    custom_metrics: int = Field(default=29, ge=0)
     usd_per_gbp: float = Field(default=1.27, gt=0)
 
 
