@@ -278,7 +278,7 @@ def result_of(measured: BurstRun, costs: Table, scale: Scale) -> Result:
                 "every file delivered once, none lost or doubled",
                 reconciliation.ok
                 and reconciliation.bundled == reconciliation.uploaded
-                and not report.integrity_problems,
+                and not report.correctness_problems,
                 f"{reconciliation.bundled} of {reconciliation.uploaded} delivered, {lost} lost, {doubled} doubled",
             ),
             Target(

@@ -59,7 +59,8 @@ def loads(scale: Scale) -> list[Load]:
 
 if TYPE_CHECKING:
     from data_aggregator.sandbox.backends import Backend
-    from data_aggregator.sandbox.demo import DemoOptions, DemoReport
+    from data_aggregator.sandbox.demo import DemoOptions
+    from data_aggregator.sandbox.demo_report import DemoReport
 
 
 def run(scale: Scale) -> Result:
@@ -146,9 +147,9 @@ def run_load(emulator: object, load: Load, smoke: bool, result: Result) -> tuple
     result.targets.append(
         Target(
             f"no file lost, doubled or altered at {load.label}",
-            reconciliation.ok and reconciliation.bundled == reconciliation.uploaded and not report.integrity_problems,
+            reconciliation.ok and reconciliation.bundled == reconciliation.uploaded and not report.correctness_problems,
             f"{reconciliation.bundled} of {reconciliation.uploaded} bundled; "
-            + ("; ".join(report.integrity_problems) if report.integrity_problems else "every check passed"),
+            + ("; ".join(report.correctness_problems) if report.correctness_problems else "every check passed"),
         )
     )
     invocation_p50 = statistics.median(report.invocation_seconds) if report.invocation_seconds else float("nan")

@@ -217,12 +217,10 @@ type Invoke = Callable[[list[dict[str, Any]]], None]
 
 def variants(world: MotoWorld) -> list[tuple[str, Invoke]]:
     from data_aggregator import app
-    from data_aggregator.clients import AwsClients, BundlePublisher, LandingReader
+    from data_aggregator.clients import AwsClients, BundlePublisher, LandingReader, make_clients
     from data_aggregator.config import Settings
     from data_aggregator.core import TimeoutGuard
     from data_aggregator.service import Aggregator, InboundMessage
-
-    from data_aggregator.clients import make_clients
 
     clients = AwsClients(s3=world.s3, dynamodb=world.dynamodb, sqs=make_clients().sqs)
 

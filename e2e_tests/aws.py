@@ -294,6 +294,10 @@ class AwsTarget:
         """Unknown: the function runs in AWS."""
         return None
 
+    def messages_in_flight(self) -> list[str] | None:
+        """Unknown: Lambda's own event source mapping holds them."""
+        return None
+
     def status(self) -> str:
         """The queue's depth."""
         visible, in_flight = queue_depth(self.clients, self.resources.queue_url)

@@ -199,6 +199,8 @@ class ScenarioConfig(_Strict):
     kills: list[KillRule] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)
     drain_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    """Give up waiting once nothing has moved (files delivered, queue depths) for this long: a slow
+    machine makes a run longer, never a verdict of loss."""
 
     @field_validator("name")
     @classmethod

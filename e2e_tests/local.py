@@ -215,6 +215,10 @@ class LocalTarget:
         """Every notification body the handler received."""
         return self._recorder.bodies() if self._recorder is not None else None
 
+    def messages_in_flight(self) -> list[str] | None:
+        """What the emulated event source mapping handed back and has not seen acknowledged since."""
+        return self._esm.handed_back() if self._esm is not None else None
+
     def status(self) -> str:
         """Invocations so far and the queue's depth."""
         visible, in_flight = queue_depth(self.clients, self.resources.queue_url)

@@ -29,7 +29,7 @@ def _cells(result: ScenarioResult) -> list[str]:
     injected = sum(count.injected for count in result.findings.faults)
     return [
         result.name,
-        "PASS" if result.passed else "FAIL",
+        result.outcome,
         f"{f.files_delivered}/{f.files_expected}",
         str(f.bundles),
         str(f.duplicates),
@@ -53,7 +53,9 @@ def render(results: Sequence[ScenarioResult]) -> str:
     lines += [_row(_cells(result)) for result in results]
     lines.append("-" * len(header))
     lines.append(
-        "files: delivered exactly once / expected (uploads minus deliberate deletions); dup: extra copies of a file "
+        "result: PASS, LATE (nothing lost, doubled or altered, but not everything had arrived when the run stopped "
+        "waiting) or FAIL; files: delivered exactly once / expected (uploads minus deliberate deletions); dup: extra "
+        "copies of a file "
         "in Distribution (any is a failure); DLQ: found / poison sent; ratio: input / bundle "
         "bytes; peak RSS: this process above its start (emulator apart)"
     )
@@ -61,9 +63,11 @@ def render(results: Sequence[ScenarioResult]) -> str:
         lines.append("")
         lines.extend(details(result))
     passed = sum(result.passed for result in results)
+    late = sum(result.outcome == "LATE" for result in results)
     lines.append("")
     lines.append(
         f"RESULT: {'PASS' if passed == len(results) else 'FAIL'} - {passed} of {len(results)} scenario(s) passed"
+        + (f"; {late} late (nothing lost, doubled or altered; not everything had arrived)" if late else "")
     )
     return "\n".join(lines)
 
@@ -84,7 +88,7 @@ def details(result: ScenarioResult) -> list[str]:
     """What one scenario measured, what it injected and, if it failed, why."""
     f = result.figures
     findings = result.findings
-    lines = [f"{result.name} ({result.target}): {'PASS' if result.passed else 'FAIL'}"]
+    lines = [f"{result.name} ({result.target}): {result.outcome}"]
     lines.append(
         f"  files      {f.files_uploaded} uploaded, {f.files_expected} expected, {f.files_delivered} delivered; "
         f"{f.bundles} bundle(s), {f.input_bytes:,} bytes in, {f.bundle_bytes:,} bytes of bundles "
@@ -127,7 +131,7 @@ def details(result: ScenarioResult) -> list[str]:
         shown = {k: v for k, v in sorted(findings.metrics.items()) if v and not k.endswith(("Bytes", "Seconds"))}
         lines.append("  metrics    " + ", ".join(f"{k} {v:g}" for k, v in shown.items()))
     lines.extend(f"  note       {note}" for note in result.notes)
-    lines.extend(f"  PROBLEM    {problem}" for problem in result.problems)
+    lines.extend(f"  {'LATE' if problem in result.late else 'PROBLEM':<10} {problem}" for problem in result.problems)
     if result.workdir is not None and not result.passed:
         lines.append(f"  workdir    {result.workdir} (handler.log, emulator.log, extracted/)")
     return lines

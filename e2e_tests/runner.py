@@ -23,13 +23,23 @@ from data_aggregator.events import parse_message
 from data_aggregator.ops.bundles import scan_bundle
 from data_aggregator.ops.consume import ConsumedBundle, Consumer
 from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA
-from data_aggregator.sandbox.checks import archive_problems, bucket_keys, queue_bodies, reconcile
+from data_aggregator.sandbox.checks import (
+    SETTLE_SECONDS,
+    Stall,
+    Whereabouts,
+    archive_problems,
+    bucket_keys,
+    claims_in_progress,
+    locate_undelivered,
+    queue_bodies,
+    reconcile,
+)
 from data_aggregator.sandbox.harness import ConsumerLoop
 from data_aggregator.sandbox.progress import StatusLine
 from data_aggregator.sandbox.provision import queue_depth
 from e2e_tests.config import PoisonKind, ScenarioConfig
 from e2e_tests.target import Target, TargetFindings
-from e2e_tests.verdict import Evidence, Figures, judge
+from e2e_tests.verdict import Evidence, Figures, judge, late_problems
 from e2e_tests.workload import PlannedFile, Uploader, UploadResult, expected_dead_letters, plan_files, poison_body
 
 POLL_SECONDS = 0.5
@@ -49,10 +59,21 @@ class ScenarioResult:
     workdir: Path | None = None
     notes: list[str] = field(default_factory=list)
 
+    late: list[str] = field(default_factory=list)
+    """Files or poison still on their way when the run stopped waiting (part of ``problems``)."""
+
     @property
     def passed(self) -> bool:
         """No invariant and no expectation was violated."""
         return not self.problems
+
+    @property
+    def outcome(self) -> str:
+        """PASS; LATE when the only problems are things still on their way (nothing lost, doubled or
+        altered); FAIL otherwise."""
+        if self.passed:
+            return "PASS"
+        return "LATE" if set(self.problems) <= set(self.late) else "FAIL"
 
 
 def _placeholder_settings(config: ScenarioConfig) -> Settings | None:
@@ -94,6 +115,7 @@ class ScenarioRun:
         self.uploader: Uploader | None = None
         self.planned: list[PlannedFile] = []
         self.poison: list[tuple[PoisonKind, str]] = []
+        self.stop_reason = ""
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -198,26 +220,29 @@ class ScenarioRun:
         kept = [replace(b, files=tuple(e for e in b.files if prefix in e.key)) for b in bundles]
         return [bundle for bundle in kept if bundle.files]
 
-    def _drained(self, expected_labels: set[str], dead_letters: int) -> bool:
+    def _progress(self, expected_labels: set[str]) -> tuple[int, int, int, int]:
+        """(expected files not yet delivered, visible, waiting, dead letters): what moves while it works."""
         consumed = self._ours(self.consumer.snapshot())
         placed = reconcile(self.uploads.expected, consumed, self.resources.landing).placements
-        if expected_labels - set(placed):
-            return False
-        visible, in_flight = queue_depth(self.clients, self.resources.queue_url)
-        if visible or in_flight:
-            return False
+        visible, waiting = queue_depth(self.clients, self.resources.queue_url)
         dlq, _ = queue_depth(self.clients, self.resources.dlq_url)
-        return dlq >= dead_letters
+        return len(expected_labels - set(placed)), visible, waiting, dlq
 
     def _drain(self, phase: str) -> bool:
-        expected = reconcile(self.uploads.expected, [], self.resources.landing).missing
+        """Wait until everything is delivered, or until nothing has moved for the scenario's drain timeout."""
+        expected = set(reconcile(self.uploads.expected, [], self.resources.landing).missing)
         dead_letters = len(expected_dead_letters(self.poison))
-        deadline = time.monotonic() + self.target.drain_timeout_seconds
-        while time.monotonic() < deadline:
+        stall, quiet = Stall(self.target.drain_timeout_seconds), Stall(SETTLE_SECONDS)
+        while not stall.should_stop:
             self.line.update(self._status(phase))
-            if self._drained(set(expected), dead_letters):
-                return True
+            progress = self._progress(expected)
+            stall.observe(progress)
+            quiet.observe(progress)
+            undelivered, visible, waiting, dlq = progress
+            if not (visible or waiting) and dlq >= dead_letters and (not undelivered or quiet.stalled):
+                return True  # settled: nothing left that could move (the consumer's last poll follows)
             time.sleep(POLL_SECONDS)
+        self.stop_reason = stall.reason()
         return False
 
     # -- evidence --------------------------------------------------------------------------------
@@ -240,9 +265,12 @@ class ScenarioRun:
             ]
             archive_only_problems = self._verify_archive_only(archive_only)
         reconciliation = reconcile(self.uploads.expected, consumed, resources.landing)
+        whereabouts = self._whereabouts(reconciliation.missing, dlq)
         return Evidence(
             reconciliation=reconciliation,
-            lost_details=self._lost_details(reconciliation.missing),
+            whereabouts=whereabouts,
+            stop_reason=self.stop_reason,
+            lost_details=self._lost_details(whereabouts.lost),
             consumed=consumed,
             rejected=list(self.consumer.rejected),
             upload_failures=list(self.uploads.failures),
@@ -252,10 +280,29 @@ class ScenarioRun:
             archive_only_problems=archive_only_problems,
             distribution_left=bucket_keys(self.clients.s3, resources.distribution, resources.bundle_prefix),
             queue_left=queue_depth(self.clients, resources.queue_url),
+            dlq_url=resources.dlq_url,
             dead_letters=dlq,
             expected_dead_letters=expected_dead_letters(self.poison),
             new_bundles_after_redelivery=new_bundles,
             drained=drained,
+        )
+
+    def _whereabouts(self, missing: list[str], dead_letters: list[str]) -> Whereabouts:
+        """Where each undelivered file's trail ends: the DLQ, the queue, a claim, or nowhere."""
+        if not missing:
+            return Whereabouts()
+        resources = self.resources
+        visible, waiting = queue_depth(self.clients, resources.queue_url)
+        readable = queue_bodies(self.clients.sqs, resources.queue_url, hold_seconds=1) if visible else []
+        in_flight = self.target.messages_in_flight()
+        unread = max(0, visible - len(readable)) + (waiting if in_flight is None else max(0, waiting - len(in_flight)))
+        return locate_undelivered(
+            self.uploads.expected,
+            missing,
+            dead_letters=dead_letters,
+            queued=readable + (in_flight or []),
+            unread_in_queue=unread,
+            claimed_keys=claims_in_progress(self.clients.dynamodb, resources.table) if resources.table else set(),
         )
 
     def _lost_details(self, labels: list[str]) -> list[str]:
@@ -324,6 +371,7 @@ def run_scenario(
     evidence.findings = target.findings()
     problems, figures = judge(config, evidence, _placeholder_settings(config))
     return ScenarioResult(
+        late=late_problems(evidence),
         name=config.name,
         target=target.kind,
         problems=problems,

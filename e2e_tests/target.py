@@ -78,7 +78,7 @@ class Target(Protocol):
     workdir: Path
     injector: FaultInjector | None
     drain_timeout_seconds: float
-    """How long to wait for the pipeline to settle after the last message was sent."""
+    """How long the run keeps waiting once nothing moves any more (files delivered, queue depths)."""
 
     def start_processing(self) -> None:
         """Let the function consume the queue."""
@@ -91,6 +91,13 @@ class Target(Protocol):
 
     def notifications_seen(self) -> list[str] | None:
         """Every S3 notification body the function received, once each (None: unknown to the target)."""
+
+    def messages_in_flight(self) -> list[str] | None:
+        """Bodies of the messages the function failed and nobody acknowledged since (None: unknown).
+
+        They are invisible in the queue until their visibility timeout, so only the target can say
+        what they name when a run stops waiting.
+        """
 
     def status(self) -> str:
         """A few words on the function's progress, for the status line."""

@@ -10,6 +10,11 @@ and the same rules judge the local and the AWS target:
 * no bundle is empty or corrupt, in Distribution or left behind in Archive;
 * the dead-letter queue holds exactly the poison messages, and nothing else is left in the queue;
 * the scenario's own expectations (bundle counts, limits, compression, memory, handler metrics).
+
+A file that did not arrive is judged by where its trail ends (``checks.Whereabouts``): lost only when
+there is no trace of it anywhere; dead-lettered (a healthy message in the DLQ: a defect, but a redrive
+away); or late, still queued or in progress when the run stopped waiting. Late problems are kept apart
+(``late_problems``) so a slow machine's run reads LATE, never "lost".
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass, field
 
 from data_aggregator.config import Settings
 from data_aggregator.ops.consume import ConsumedBundle
-from data_aggregator.sandbox.checks import Reconciliation, percentile
+from data_aggregator.sandbox.checks import REDRIVE_COMMAND, Reconciliation, Whereabouts, percentile
 from e2e_tests.config import ScenarioConfig
 from e2e_tests.target import TargetFindings
 
@@ -33,6 +38,11 @@ class Evidence:
 
     reconciliation: Reconciliation
     consumed: list[ConsumedBundle]
+    whereabouts: Whereabouts = field(default_factory=Whereabouts)
+    """Where the undelivered files are (``reconciliation.missing``, sorted by where their trail ends)."""
+    stop_reason: str = ""
+    """Why the run stopped waiting, when it did not drain."""
+    dlq_url: str = ""
     rejected: list[str] = field(default_factory=list)
     upload_failures: list[str] = field(default_factory=list)
     deleted: int = 0
@@ -47,7 +57,7 @@ class Evidence:
     drained: bool = True
     findings: TargetFindings = field(default_factory=TargetFindings)
     lost_details: list[str] = field(default_factory=list)
-    """For lost files: what the idempotency table and the handler's input say about each."""
+    """For lost files (no trace anywhere): what the idempotency table and the handler's input say."""
 
 
 @dataclass(slots=True)
@@ -106,7 +116,7 @@ def dead_letter_problems(found: Sequence[str], expected: Sequence[str]) -> list[
     extra = list((Counter(found) - Counter(expected)).elements())
     problems = []
     if missing:
-        problems.append(f"{len(missing)} poison message(s) did not reach the DLQ: {_listed(missing)}")
+        problems.append(f"{len(missing)} poison message(s) had not reached the DLQ: {_listed(missing)}")
     if extra:
         problems.append(f"{len(extra)} unexpected message(s) in the DLQ: {_listed([b[:120] for b in extra])}")
     return problems
@@ -158,24 +168,62 @@ def judge(config: ScenarioConfig, evidence: Evidence, settings: Settings | None)
     figures = figures_of(config, evidence, extra)
     problems = delivery_problems(evidence, doubled)
     problems += storage_problems(config, evidence)
-    problems += dead_letter_problems(evidence.dead_letters, evidence.expected_dead_letters)
+    dead_letters = dead_letter_problems(evidence.dead_letters, evidence.expected_dead_letters)
+    if not evidence.drained:  # poison still on its way is late (late_problems), not wrong
+        dead_letters = [p for p in dead_letters if "had not reached the DLQ" not in p]
+    problems += dead_letters
     if settings is not None:
         problems += limit_problems(evidence.consumed, settings)[:MAX_LISTED]
     problems += expectation_problems(config, figures, findings)
     return problems, figures
 
 
-def delivery_problems(evidence: Evidence, doubled: list[str]) -> list[str]:
-    """Files lost, doubled, changed or invented; uploads that failed; a run that never settled."""
-    r = evidence.reconciliation
+def late_problems(evidence: Evidence) -> list[str]:
+    """Files still on their way when the run stopped waiting: late, not lost (a slow run, not a lossy one)."""
+    if evidence.drained:
+        return []
+    where = evidence.whereabouts
+    reason = evidence.stop_reason or "the run stopped waiting"
     problems = []
-    if not evidence.drained:
-        problems.append("the pipeline did not drain within the drain timeout")
+    if where.late:
+        parts = [
+            f"{len(where.queued)} still queued" if where.queued else "",
+            f"{len(where.in_progress)} claimed and in progress" if where.in_progress else "",
+            f"{len(where.unread)} possibly in the queue's unread messages" if where.unread else "",
+        ]
+        problems.append(
+            f"{len(where.late)} file(s) not yet delivered ({', '.join(p for p in parts if p)}): "
+            f"{_listed(where.late)}; {reason}"
+        )
+    missing_poison = Counter(evidence.expected_dead_letters) - Counter(evidence.dead_letters)
+    if missing_poison:
+        problems.append(f"{sum(missing_poison.values())} poison message(s) had not reached the DLQ yet; {reason}")
+    visible, waiting = evidence.queue_left
+    if visible or waiting:
+        problems.append(f"the queue still holds {visible} visible and {waiting} waiting message(s); {reason}")
+    if not problems:
+        problems.append(f"the pipeline did not settle; {reason}")
+    return problems
+
+
+def delivery_problems(evidence: Evidence, doubled: list[str]) -> list[str]:
+    """Files lost, dead-lettered, doubled, changed or invented; uploads that failed; a run that never settled."""
+    r, where = evidence.reconciliation, evidence.whereabouts
+    problems = late_problems(evidence)
     if evidence.upload_failures:
         problems.append(f"{len(evidence.upload_failures)} upload(s) failed: {_listed(evidence.upload_failures)}")
-    if r.missing:
-        problems.append(f"{len(r.missing)} file(s) lost: {_listed(r.missing)}")
+    # A missing file nobody placed anywhere has no trace: it counts as lost, never as nothing.
+    placed = {*where.dead_lettered, *where.late}
+    lost = sorted({*where.lost, *(label for label in r.missing if label not in placed)})
+    if lost:
+        problems.append(f"{len(lost)} file(s) lost (no trace anywhere): {_listed(lost)}")
         problems.extend(f"  lost {detail}" for detail in evidence.lost_details[:MAX_LISTED])
+    if where.dead_lettered:
+        redrive = REDRIVE_COMMAND.format(dlq=evidence.dlq_url or "<DLQ URL>")
+        problems.append(
+            f"{len(where.dead_lettered)} healthy file(s) dead-lettered: {_listed(where.dead_lettered)} "
+            f"(recoverable: {redrive})"
+        )
     if doubled:
         problems.append(
             f"{len(doubled)} file(s) in more than one Distribution bundle: {_listed(doubled)}"
@@ -207,9 +255,6 @@ def storage_problems(config: ScenarioConfig, evidence: Evidence) -> list[str]:
         )
     if evidence.distribution_left:
         problems.append(f"{len(evidence.distribution_left)} bundle(s) left unconsumed in Distribution")
-    visible, in_flight = evidence.queue_left
-    if visible or in_flight:
-        problems.append(f"the queue still holds {visible} visible and {in_flight} in-flight message(s)")
     return problems
 
 

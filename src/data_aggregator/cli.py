@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from data_aggregator.ops.consume import Consumer
     from data_aggregator.ops.dlq import DeadLetterQueue
     from data_aggregator.sandbox.backends import Backend
-    from data_aggregator.sandbox.demo import DemoOptions, DemoReport
+    from data_aggregator.sandbox.demo import DemoOptions
+    from data_aggregator.sandbox.demo_report import DemoReport
     from data_aggregator.sandbox.provision import Environment
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -132,7 +133,17 @@ def _demo_parser(sub: Subparsers) -> None:
     )
     p.add_argument("--large-every", type=_non_negative_int, default=50, help="one large file in N (0: none)")
     p.add_argument("--seed", type=int, default=1, help="seed for the synthetic content")
-    p.add_argument("--drain-timeout", type=_positive_float, default=240.0, help="max wait after the last upload")
+    p.add_argument(
+        "--stall-timeout",
+        type=_positive_float,
+        help="give up waiting once nothing has moved for this many seconds (default: two visibility timeouts "
+        "plus a function timeout and a window, at least 120)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=_positive_float,
+        help="also give up this many seconds after the last upload, however much still moves (default: no limit)",
+    )
     p.add_argument("--workdir", type=Path, help="keep logs and extracted files here")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temporary work directory")
     p.add_argument(
@@ -175,6 +186,7 @@ def demo_options(args: argparse.Namespace) -> DemoOptions:
         duplicates=args.duplicates,
         seed=args.seed,
         mix=SizeMix(large_every=args.large_every),
+        stall_timeout_seconds=args.stall_timeout,
         drain_timeout_seconds=args.drain_timeout,
         workdir=args.workdir,
         keep_workdir=args.keep_workdir or args.keep,

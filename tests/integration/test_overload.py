@@ -154,9 +154,7 @@ def test_deferral_is_bounded_in_number_and_in_age(
     assert emitted_metrics(capsys.readouterr().out)["DeferralsRefused"] == [2.0]
 
 
-def test_a_message_with_a_failure_of_its_own_fails_even_when_time_ran_out_too(
-    aws: AwsWorld, slow_guard: None
-) -> None:
+def test_a_message_with_a_failure_of_its_own_fails_even_when_time_ran_out_too(aws: AwsWorld, slow_guard: None) -> None:
     fitting = [aws.upload(f"b{i}.bin", os.urandom(1000)) for i in range(4)]
     wrong_size = aws.upload("wrong-size.bin", os.urandom(900))
     wrong_size["s3"]["object"]["size"] = 1000  # a version-pinned read of another size: not retryable

@@ -24,6 +24,11 @@ output "s3_endpoint_id" {
 }
 
 output "interface_endpoint_cidr" {
-  description = "Where the interface endpoints listen (the VPC range), or null when there are none."
-  value       = var.xray_endpoint ? var.vpc_cidr : null
+  description = "Where the interface endpoints (SQS, and X-Ray when enabled) listen: the VPC range."
+  value       = var.vpc_cidr
+}
+
+output "sqs_endpoint_id" {
+  description = "The SQS interface endpoint the aggregator sends deferred messages through."
+  value       = aws_vpc_endpoint.sqs.id
 }

@@ -92,8 +92,14 @@ resource "aws_lambda_event_source_mapping" "events" {
     # A dead-lettered event is aged from its first enqueue; redriven, it may wait a queue retention more.
     # Its claim (COMPLETED) must still be there, or a redrive re-publishes what was already delivered.
     precondition {
-      condition     = var.idempotency_ttl_days * 86400 >= local.stateful.dlq_message_retention_seconds + coalesce(var.redrive_window_seconds, local.stateful.queue_message_retention_seconds)
+      condition     = var.idempotency_ttl_days * 86400 >= local.stateful.dlq_message_retention_seconds + local.redrive_window_seconds
       error_message = "IDEMPOTENCY_TTL_DAYS x 86400 must cover the DLQ retention plus the redrive window, or a redriven event would be bundled twice."
+    }
+    # Deferral sends a message again; a copy sent at DEFERRAL_MAX_AGE_SECONDS may still be dead-lettered
+    # and redriven. Without an hour of room, messages could not be deferred at all.
+    precondition {
+      condition     = local.deferral_max_age_seconds >= 3600
+      error_message = "IDEMPOTENCY_TTL_DAYS x 86400 must exceed the DLQ retention plus the redrive window by at least an hour, so that messages the function had no time for can be deferred instead of failed."
     }
     # Recovery asks Distribution's version history whether a bundle was ever delivered; once a consumed
     # bundle's noncurrent version and delete marker are gone it would be delivered again.

@@ -145,10 +145,19 @@ data "aws_iam_policy_document" "aggregator" {
     resources = [local.stateful.queue_arn]
   }
 
-  # The event source mapping decrypts messages of the encrypted queue with this role.
+  # Deferral: a message the function had no time for goes back to the queue it came from, unchanged,
+  # instead of failing (docs/design.md). SendMessageBatch is authorised as SendMessage.
   statement {
-    sid       = "DecryptEvents"
-    actions   = ["kms:Decrypt"]
+    sid       = "DeferEvents"
+    actions   = ["sqs:SendMessage"]
+    resources = [local.stateful.queue_arn]
+  }
+
+  # The event source mapping decrypts messages of the encrypted queue with this role; a deferral
+  # encrypts the message it sends back.
+  statement {
+    sid       = "UseEventsKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [local.stateful.kms_key_arns["pipeline"]]
     condition {
       test     = "StringEquals"

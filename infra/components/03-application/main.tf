@@ -15,6 +15,11 @@ locals {
   network  = var.upstream_outputs == null ? data.terraform_remote_state.network[0].outputs : var.upstream_outputs.network
   stateful = var.upstream_outputs == null ? data.terraform_remote_state.stateful[0].outputs : var.upstream_outputs.stateful
 
+  # A deferred message is a new message: it may wait a queue retention, the DLQ's retention and a
+  # redrive window more. Deferring stops at the age where such a copy could still outlive its claims.
+  redrive_window_seconds   = coalesce(var.redrive_window_seconds, local.stateful.queue_message_retention_seconds)
+  deferral_max_age_seconds = var.idempotency_ttl_days * 86400 - local.stateful.dlq_message_retention_seconds - local.redrive_window_seconds
+
   aggregator_name = "${local.name}-aggregator"
   monitor_name    = "${local.name}-monitor"
 
@@ -34,6 +39,8 @@ locals {
     COMPRESSION_LEVEL            = tostring(var.compression_level)
     TIMEOUT_RESERVE_SECONDS      = tostring(var.timeout_reserve_seconds)
     CLAIM_LEASE_SECONDS          = tostring(var.claim_lease_seconds)
+    MAX_DEFERRALS                = tostring(var.max_deferrals)
+    DEFERRAL_MAX_AGE_SECONDS     = tostring(local.deferral_max_age_seconds)
     LOG_LEVEL                    = var.log_level
     POWERTOOLS_SERVICE_NAME      = "data-aggregator"
     POWERTOOLS_METRICS_NAMESPACE = "DataAggregator"
@@ -96,12 +103,9 @@ resource "aws_vpc_security_group_egress_rule" "dynamodb" {
   prefix_list_id    = local.network.dynamodb_prefix_list_id
 }
 
-# Terraform drops null outputs from state, hence try(): no interface endpoints, no rule.
 resource "aws_vpc_security_group_egress_rule" "interface_endpoints" {
-  count = try(local.network.interface_endpoint_cidr, null) == null ? 0 : 1
-
   security_group_id = aws_security_group.functions.id
-  description       = "HTTPS to the VPC's interface endpoints (X-Ray)"
+  description       = "HTTPS to the VPC's interface endpoints (SQS for deferrals, X-Ray)"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443

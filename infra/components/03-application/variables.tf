@@ -108,6 +108,17 @@ variable "idempotency_ttl_days" {
   default     = 21
 }
 
+variable "max_deferrals" {
+  description = "MAX_DEFERRALS: how often a message the function had no time for is sent back to the queue before it fails like any other (and SQS counts its receive)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.max_deferrals >= 0 && var.max_deferrals <= 1000
+    error_message = "max_deferrals must be between 0 (never defer) and 1000."
+  }
+}
+
 variable "redrive_window_seconds" {
   description = "How long a message redriven from the DLQ may still wait before it is processed; defaults to the source queue's retention, the most SQS allows."
   type        = number

@@ -73,6 +73,12 @@ class CostInputs(BaseModel):
     kms_requests_per_day: float = Field(default=1000.0, ge=0)
     log_kb_per_invocation: float = Field(default=2.0, ge=0)
     custom_metrics: int = Field(default=29, ge=0)
+    #: the SQS interface endpoint (deferrals) in each private subnet's zone; X-Ray's is optional (dev: on).
+    interface_endpoints: int = Field(default=2, ge=0)
+    endpoint_zones: int = Field(default=2, ge=1)
+    #: share of messages deferred once for lack of time (0 when the function keeps up; overload costs
+    #: one send, one receive and one delete per ten deferred messages).
+    deferred_fraction: float = Field(default=0.0, ge=0, le=100)
     usd_per_gbp: float = Field(default=1.27, gt=0)
 
 
@@ -162,6 +168,8 @@ PRICE_KEYS = (
     "cloudwatch_custom_metric_month",
     "data_transfer_out_gb",
     "firehose_ingest_gb",
+    "vpc_interface_endpoint_hour",
+    "vpc_interface_endpoint_gb",
 )
 
 
@@ -248,6 +256,22 @@ def _rows(inputs: CostInputs) -> tuple[list[Row], dict[str, float]]:
             files / SQS_BATCH_LIMIT,
             "requests",
             "sqs_standard_request",
+            CONFIGURED,
+        ),
+        (
+            "SQS",
+            "deferrals: send, receive and delete again (10 a call)",
+            files * inputs.deferred_fraction * 3 / SQS_BATCH_LIMIT,
+            "requests",
+            "sqs_standard_request",
+            CONFIGURED,
+        ),
+        (
+            "VPC",
+            "interface endpoints (SQS for deferrals, X-Ray), per zone",
+            inputs.interface_endpoints * inputs.endpoint_zones * month_s / 3600,
+            "endpoint-hours",
+            "vpc_interface_endpoint_hour",
             CONFIGURED,
         ),
         (

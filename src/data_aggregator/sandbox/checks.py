@@ -9,19 +9,26 @@ that wrote them, so a bug in the writer cannot hide itself.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from data_aggregator.errors import AggregatorError
+from data_aggregator.events import parse_message
 from data_aggregator.models import ManifestEntry
 from data_aggregator.ops.consume import ConsumedBundle
 from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA, sha256_of_stream
 from data_aggregator.sandbox.uploader import UploadedFile
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+
+#: What an operator runs to send dead-lettered messages back (docs/runbooks/dlq.md).
+REDRIVE_COMMAND = "data-aggregator dlq redrive --dlq {dlq}"
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -160,3 +167,139 @@ def queue_bodies(sqs: SQSClient, queue_url: str, *, hold_seconds: int = 60, limi
             break
         bodies.extend(message["Body"] for message in messages)
     return bodies
+
+
+@dataclass(slots=True)
+class Whereabouts:
+    """Where each file that did not reach the consumer is, as far as the run can see.
+
+    "Lost" is kept for files with no trace anywhere: not delivered, named by no message in the event
+    queue or the DLQ, claimed by nobody, and no unread message left that could name them. A file in
+    the DLQ is recoverable (a redrive away); a queued or claimed one is late, not gone.
+    """
+
+    dead_lettered: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)
+    """Named by a message still in the event queue (visible, handed back, or deferred)."""
+    in_progress: list[str] = field(default_factory=list)
+    """Claimed IN_PROGRESS: an invocation holds it, or the next one takes the claim over."""
+    unread: list[str] = field(default_factory=list)
+    """No trace, but the event queue still holds messages nobody could read when the run ended."""
+    lost: list[str] = field(default_factory=list)
+
+    @property
+    def late(self) -> list[str]:
+        """Files still on their way: queued, in progress, or possibly in an unread message."""
+        return [*self.queued, *self.in_progress, *self.unread]
+
+
+def _named(bodies: Iterable[str]) -> set[tuple[str, str | None]]:
+    """(key, version) of every object the notification bodies name; unreadable bodies name nothing."""
+    named: set[tuple[str, str | None]] = set()
+    for body in bodies:
+        try:
+            parsed = parse_message(body)
+        except AggregatorError:
+            continue
+        named.update((obj.key, obj.version_id) for obj in parsed.objects)
+    return named
+
+
+def _is_named(upload: UploadedFile, named: set[tuple[str, str | None]]) -> bool:
+    return (upload.key, upload.version_id) in named or (upload.key, None) in named
+
+
+def locate_undelivered(
+    uploads: Sequence[UploadedFile],
+    missing: Sequence[str],
+    *,
+    dead_letters: Iterable[str],
+    queued: Iterable[str],
+    unread_in_queue: int,
+    claimed_keys: set[str],
+) -> Whereabouts:
+    """Sort the undelivered files (``Reconciliation.missing``) by where their trail ends."""
+    by_key: dict[str, list[UploadedFile]] = defaultdict(list)
+    for each in uploads:
+        by_key[each.key].append(each)
+    labelled = {upload_label(each, len(by_key[each.key])): each for each in uploads}
+    in_dlq, in_queue = _named(dead_letters), _named(queued)
+    found = Whereabouts()
+    for label in missing:
+        upload = labelled.get(label)
+        if upload is not None and _is_named(upload, in_dlq):
+            found.dead_lettered.append(label)
+        elif upload is not None and _is_named(upload, in_queue):
+            found.queued.append(label)
+        elif upload is not None and upload.key in claimed_keys:
+            found.in_progress.append(label)
+        elif unread_in_queue:
+            found.unread.append(label)
+        else:
+            found.lost.append(label)
+    return found
+
+
+def claims_in_progress(dynamodb: DynamoDBClient, table: str) -> set[str]:
+    """Keys with an IN_PROGRESS claim in the idempotency table (a scan: sandbox-sized tables only)."""
+    keys: set[str] = set()
+    paginator = dynamodb.get_paginator("scan")
+    pages = paginator.paginate(
+        TableName=table,
+        FilterExpression="#s = :in_progress",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":in_progress": {"S": "IN_PROGRESS"}},
+        ProjectionExpression="object_key",
+    )
+    for page in pages:
+        keys.update(item["object_key"]["S"] for item in page.get("Items", []) if "object_key" in item)
+    return keys
+
+
+#: With files still undelivered, an empty queue must stay empty this long before a run calls it settled:
+#: a notification may still be on its way from the bucket to the queue (LocalStack delivers them later).
+SETTLE_SECONDS = 10.0
+
+
+class Stall:
+    """Tells a pipeline that is slow from one that stopped: waits while anything moves.
+
+    ``observe`` takes a snapshot of whatever shows progress (files delivered, queue depths); the wait
+    is over when the snapshot has not changed for ``stall_seconds``, or when ``limit_seconds`` (if
+    any) have passed in all.
+    """
+
+    def __init__(
+        self, stall_seconds: float, *, limit_seconds: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.stall_seconds = stall_seconds
+        self.limit_seconds = limit_seconds
+        self._clock = clock
+        self._started = clock()
+        self._last_change = self._started
+        self._last: object = None
+
+    def observe(self, snapshot: object) -> None:
+        """Record the current state; any change counts as progress."""
+        if snapshot != self._last:
+            self._last = snapshot
+            self._last_change = self._clock()
+
+    @property
+    def stalled(self) -> bool:
+        """Nothing has moved for ``stall_seconds``."""
+        return self._clock() - self._last_change >= self.stall_seconds
+
+    @property
+    def over_limit(self) -> bool:
+        return self.limit_seconds is not None and self._clock() - self._started >= self.limit_seconds
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stalled or self.over_limit
+
+    def reason(self) -> str:
+        """Why the wait ended, in words for the report."""
+        if self.over_limit and not self.stalled:
+            return f"the run stopped waiting after its limit of {self.limit_seconds:g} s, while still moving"
+        return f"the run stopped waiting: nothing moved for {self.stall_seconds:g} s"

@@ -179,6 +179,10 @@ class EventSourceMapping:
         self._sleep = sleep
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        # Bodies of the messages handed back (not deleted) and not acknowledged since: in flight in the
+        # queue, invisible until their visibility timeout, so a report can still say what they name.
+        self._handed_back: dict[str, str] = {}
+        self._handed_back_lock = threading.Lock()
 
     def collect(self, stop: threading.Event | None = None) -> list[MessageTypeDef]:
         """One batch: wait for a first message, then fill until the batch size, window or payload cap."""
@@ -266,6 +270,12 @@ class EventSourceMapping:
             if failed is None:
                 error, failed = f"invalid batch response: {response!r:.200}", set(ids)
         self._delete([m for m in messages if m["MessageId"] not in failed])
+        with self._handed_back_lock:
+            for message in messages:
+                if message["MessageId"] in failed:
+                    self._handed_back[message["MessageId"]] = message["Body"]
+                else:
+                    self._handed_back.pop(message["MessageId"], None)
         invocation = Invocation(
             request_id=context.aws_request_id,
             message_ids=tuple(r["messageId"] for r in records),
@@ -277,6 +287,11 @@ class EventSourceMapping:
         if self.on_invocation is not None:
             self.on_invocation(invocation)
         return invocation
+
+    def handed_back(self) -> list[str]:
+        """Bodies of messages the function failed and nobody has acknowledged since (in flight or DLQ)."""
+        with self._handed_back_lock:
+            return list(self._handed_back.values())
 
     def poll_once(self, stop: threading.Event | None = None) -> Invocation | None:
         """Collect one batch and invoke; None when the queue was idle."""

@@ -299,9 +299,21 @@ class _NotificationRoute:
 
 
 def queue_depth(clients: Clients, queue_url: str) -> tuple[int, int]:
-    """(visible, in flight) message counts, as CloudWatch would report them."""
+    """(visible, waiting) message counts, as CloudWatch would report them.
+
+    Waiting counts both the messages in flight (received, not yet deleted or visible again) and the
+    delayed ones (deferred messages that come back later): neither can be received now, and both
+    still have to be processed.
+    """
     attributes = clients.sqs.get_queue_attributes(
         QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
     )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    waiting = int(attributes["ApproximateNumberOfMessagesNotVisible"]) + int(
+        attributes.get("ApproximateNumberOfMessagesDelayed", "0")
+    )
+    return int(attributes["ApproximateNumberOfMessages"]), waiting

@@ -38,7 +38,7 @@ FAST = {
     "visibility_timeout": 7,
     "max_receive_count": 3,
     "duplicates": 4,
-    "drain_timeout_seconds": 30.0,
+    "stall_timeout_seconds": 30.0,
     "consumer_interval_seconds": 0.1,
     "mix": SizeMix(small_min=10, small_max=3000, large_min=100_000, large_max=200_000, large_every=15, odd_every=3),
 }
@@ -89,7 +89,7 @@ def test_demo_fails_on_loss_and_on_duplicates(emulator: Emulator, tmp_path: Path
         return DuplicatingHandler(clients.s3, environment.names.archive, environment.names.distribution)
 
     options = DemoOptions(
-        **{**FAST, "count": 12, "drain_timeout_seconds": 1.5},  # type: ignore[arg-type]
+        **{**FAST, "count": 12, "stall_timeout_seconds": 1.5},  # type: ignore[arg-type]
         poison=0,
         workdir=tmp_path / "a",
         environment_name=unique("lossy"),
@@ -109,6 +109,58 @@ def test_demo_fails_on_loss_and_on_duplicates(emulator: Emulator, tmp_path: Path
     doubled = run_demo(options, make_handler=duplicating, emulator=emulator, status=io.StringIO())
     assert doubled.reconciliation.duplicated
     assert any("delivered more than once" in p for p in doubled.problems)
+
+
+class HandingBackHandler(ContractHandler):
+    """Fails (hands back) every message naming a key with a space, however often it comes back."""
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        refused = [r for r in event["Records"] if "+" in r["body"] or "%20" in r["body"]]
+        kept = [r for r in event["Records"] if r not in refused]
+        response = super().__call__({"Records": kept}, context)
+        response["batchItemFailures"].extend({"itemIdentifier": r["messageId"]} for r in refused)
+        return response
+
+
+def handing_back(clients: Clients, environment: Environment) -> Handler:
+    return HandingBackHandler(clients.s3, environment.names.archive, environment.names.distribution)
+
+
+def test_files_in_the_dlq_are_reported_recoverable_not_lost(emulator: Emulator, tmp_path: Path) -> None:
+    options = DemoOptions(
+        **{**FAST, "max_receive_count": 2},  # type: ignore[arg-type]
+        poison=0,
+        workdir=tmp_path,
+        environment_name=unique("dlq"),
+    )
+    report = run_demo(options, make_handler=handing_back, emulator=emulator, status=io.StringIO())
+    where = report.whereabouts
+    assert where.dead_lettered, "the handed-back files must have reached the DLQ"
+    assert where.lost == []
+    assert report.reconciliation.missing == sorted(where.dead_lettered)
+    text = report.render()
+    assert f"  dead-lettered {len(where.dead_lettered)} (recoverable: data-aggregator dlq redrive --dlq " in text
+    assert "  lost          0" in text
+    assert "RESULT: FAIL (correctness)" in text  # a healthy file in the DLQ is a defect, but not a loss
+
+
+def test_a_run_that_stops_waiting_reports_late_files_as_late_not_lost(emulator: Emulator, tmp_path: Path) -> None:
+    # Handed back for ever (a receive count SQS never reaches), and the run stops waiting after 3 s of
+    # no progress: those files are still queued (in flight between receives), never "lost".
+    options = DemoOptions(
+        **{**FAST, "max_receive_count": 1000, "stall_timeout_seconds": 3.0},  # type: ignore[arg-type]
+        poison=0,
+        workdir=tmp_path,
+        environment_name=unique("late"),
+    )
+    report = run_demo(options, make_handler=handing_back, emulator=emulator, status=io.StringIO())
+    where = report.whereabouts
+    assert where.late, "the handed-back files are still on their way"
+    assert (where.lost, where.dead_lettered) == ([], [])
+    assert report.correctness_problems == []
+    assert len(report.delivery_problems) == 1
+    assert "nothing moved for 3 s" in report.delivery_problems[0]
+    assert "RESULT: FAIL (delivery)" in report.render()
 
 
 class CtrlCStream(io.StringIO):

@@ -90,9 +90,11 @@ def test_demo_command_end_to_end_with_the_real_handler(capsys: pytest.CaptureFix
     out = capsys.readouterr()
     assert code == 0, out.out
     assert "files uploaded  30" in out.out
-    assert "files bundled   30" in out.out
-    assert "files missing   0" in out.out
-    assert "files duplicate 0  (4 duplicate notifications injected)" in out.out
+    assert "  delivered     30 (30 exactly once, 0 more than once, 0 altered; 4 duplicate notifications injected)" in (
+        out.out
+    )
+    assert "  dead-lettered 0" in out.out
+    assert "  lost          0" in out.out
     assert "RESULT: PASS" in out.out
     assert "uploaded 30/30" in out.err
     log_lines = [

@@ -8,11 +8,19 @@ from typing import Any
 from data_aggregator.config import Settings
 from data_aggregator.models import ManifestEntry
 from data_aggregator.ops.consume import ConsumedBundle
-from data_aggregator.sandbox.checks import reconcile
+from data_aggregator.sandbox.checks import Whereabouts, reconcile
 from data_aggregator.sandbox.uploader import UploadedFile
 from e2e_tests.config import ScenarioConfig
 from e2e_tests.target import MemoryFigures, TargetFindings
-from e2e_tests.verdict import Evidence, archive_only_allowed, dead_letter_problems, duplicates, judge, limit_problems
+from e2e_tests.verdict import (
+    Evidence,
+    archive_only_allowed,
+    dead_letter_problems,
+    duplicates,
+    judge,
+    late_problems,
+    limit_problems,
+)
 
 LANDING = "landing"
 SHA = {name: (name * 64)[:64] for name in "abcdef"}
@@ -63,7 +71,7 @@ def test_loss_alteration_invention_and_emptiness_are_each_reported() -> None:
     bundles = [bundle("b1", ("changed", "b"), ("fine", "a"), ("invented", "a")), bundle("b2")]
     problems, _ = judge(config(), evidence(uploads, bundles), None)
     text = "\n".join(problems)
-    assert "file(s) lost: 'changed', 'lost'" in text
+    assert "2 file(s) lost (no trace anywhere): 'changed', 'lost'" in text
     assert "1 file(s) delivered with other bytes: 'changed'" in text
     assert "1 unexpected file(s) in bundles: 'landing/invented'" in text
     assert "1 empty bundle(s) published: 'b2'" in text
@@ -74,7 +82,7 @@ def test_versions_of_one_key_are_told_apart() -> None:
     fine = evidence(uploads, [bundle("b1", ("k", "a", "v1"), ("k", "b", "v2"))])
     assert judge(config(), fine, None)[0] == []
     only_v2 = evidence(uploads, [bundle("b1", ("k", "b", "v2"))])
-    assert any("lost: 'k (version v1)'" in p for p in judge(config(), only_v2, None)[0])
+    assert any("lost (no trace anywhere): 'k (version v1)'" in p for p in judge(config(), only_v2, None)[0])
 
 
 def test_no_duplicate_is_excused_whatever_was_killed() -> None:
@@ -95,21 +103,61 @@ def test_no_duplicate_is_excused_whatever_was_killed() -> None:
 
 def test_the_dead_letter_queue_must_hold_exactly_the_poison() -> None:
     assert dead_letter_problems(["p1", "p2"], ["p2", "p1"]) == []
-    assert dead_letter_problems(["p1"], ["p1", "p2"]) == ["1 poison message(s) did not reach the DLQ: 'p2'"]
+    assert dead_letter_problems(["p1"], ["p1", "p2"]) == ["1 poison message(s) had not reached the DLQ: 'p2'"]
     assert dead_letter_problems(["p1", "p1", "real event"], ["p1"]) == [
         "2 unexpected message(s) in the DLQ: 'p1', 'real event'"
     ]
 
 
 def test_leftovers_in_the_queue_and_distribution_and_no_drain_fail_the_run() -> None:
-    found = evidence([], [], queue_left=(2, 1), distribution_left=["k"], drained=False, upload_failures=["a: boom"])
+    found = evidence(
+        [],
+        [],
+        queue_left=(2, 1),
+        distribution_left=["k"],
+        drained=False,
+        upload_failures=["a: boom"],
+        stop_reason="the run stopped waiting: nothing moved for 60 s",
+    )
     problems, _ = judge(config(), found, None)
     assert problems == [
-        "the pipeline did not drain within the drain timeout",
+        "the queue still holds 2 visible and 1 waiting message(s); the run stopped waiting: nothing moved for 60 s",
         "1 upload(s) failed: 'a: boom'",
         "1 bundle(s) left unconsumed in Distribution",
-        "the queue still holds 2 visible and 1 in-flight message(s)",
     ]
+    assert late_problems(found) == problems[:1]
+
+
+def test_an_undelivered_file_is_lost_only_without_a_trace_anywhere() -> None:
+    uploads = [upload(name) for name in ("delivered", "in-dlq", "queued", "claimed", "unread", "gone")]
+    bundles = [bundle("b1", ("delivered", "a"))]
+    r = reconcile(uploads, bundles, LANDING)
+    where = Whereabouts(
+        dead_lettered=["in-dlq"], queued=["queued"], in_progress=["claimed"], unread=["unread"], lost=["gone"]
+    )
+    found = Evidence(
+        reconciliation=r,
+        consumed=bundles,
+        whereabouts=where,
+        drained=False,
+        stop_reason="the run stopped waiting: nothing moved for 60 s",
+        dlq_url="https://sqs/dlq",
+    )
+    problems, _ = judge(config(), found, None)
+    assert problems == [
+        "3 file(s) not yet delivered (1 still queued, 1 claimed and in progress, 1 possibly in the queue's unread "
+        "messages): 'queued', 'claimed', 'unread'; the run stopped waiting: nothing moved for 60 s",
+        "1 file(s) lost (no trace anywhere): 'gone'",
+        "1 healthy file(s) dead-lettered: 'in-dlq' (recoverable: data-aggregator dlq redrive --dlq https://sqs/dlq)",
+    ]
+    assert late_problems(found) == problems[:1]
+
+
+def test_a_missing_file_nobody_placed_counts_as_lost() -> None:
+    uploads = [upload("x"), upload("y")]
+    found = evidence(uploads, [bundle("b1", ("x", "a"))])  # no whereabouts given at all
+    problems, _ = judge(config(), found, None)
+    assert problems == ["1 file(s) lost (no trace anywhere): 'y'"]
 
 
 def test_bundles_only_in_archive_are_orphans_unless_the_scenario_declares_expiring_leases() -> None:

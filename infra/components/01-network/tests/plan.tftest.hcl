@@ -56,6 +56,32 @@ run "build" {
     error_message = "S3 is reached through a gateway endpoint in the pipeline's region."
   }
 
+  # Deferral sends messages back to the queue from inside the VPC, which has no NAT.
+  assert {
+    condition = (
+      aws_vpc_endpoint.sqs.service_name == "com.amazonaws.eu-west-2.sqs" && aws_vpc_endpoint.sqs.vpc_endpoint_type == "Interface" &&
+      aws_vpc_endpoint.sqs.private_dns_enabled && length(aws_vpc_endpoint.sqs.subnet_ids) == length(aws_subnet.private) &&
+      output.interface_endpoint_cidr == var.vpc_cidr
+    )
+    error_message = "SQS is reached through an interface endpoint with private DNS in every private subnet, and 03 is told where it listens."
+  }
+
+  assert {
+    condition = (
+      toset(flatten([for s in data.aws_iam_policy_document.sqs_endpoint.statement : s.actions if coalesce(s.effect, "Allow") == "Allow"])) == toset(["sqs:SendMessage"]) &&
+      alltrue([for s in data.aws_iam_policy_document.sqs_endpoint.statement :
+        alltrue([for r in s.resources : startswith(r, "arn:aws:sqs:eu-west-2:${var.aws_account_id}:")]) &&
+        contains([for c in s.condition : "${c.test} ${c.variable} ${jsonencode(c.values)}"], "StringEquals aws:PrincipalAccount [\"${var.aws_account_id}\"]")
+      ])
+    )
+    error_message = "The SQS endpoint only sends (deferrals), only to this account's queues, only for this account's principals."
+  }
+
+  assert {
+    condition     = [for r in [aws_vpc_security_group_ingress_rule.endpoints_https] : "${r.ip_protocol}/${r.from_port}-${r.to_port} from ${r.cidr_ipv4}"] == ["tcp/443-443 from ${var.vpc_cidr}"]
+    error_message = "The interface endpoints accept HTTPS from the VPC only."
+  }
+
   assert {
     condition     = aws_flow_log.vpc.traffic_type == "ALL" && aws_cloudwatch_log_group.flow_logs.kms_key_id != null
     error_message = "Flow logs record all traffic into an encrypted log group."

@@ -84,9 +84,29 @@ run "build" {
       "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions", "s3:PutObject", "s3:AbortMultipartUpload",
       "kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt", "kms:DescribeKey",
       "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage",
     ])
     error_message = "The aggregator's policy grants exactly the calls the code (and the event source mapping) makes."
+  }
+
+  # Deferral sends only to the queue the mapping reads, and no copy can outlive the claims.
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.aggregator.statement : !anytrue([for a in s.actions : startswith(a, "sqs:")]) || toset(s.resources) == toset([run.stateful.queue_arn])])
+    error_message = "Every SQS action of the aggregator is on the event queue only (consume it, defer to it)."
+  }
+
+  assert {
+    condition = (
+      tonumber(aws_lambda_function.aggregator.environment[0].variables.DEFERRAL_MAX_AGE_SECONDS) + run.stateful.dlq_message_retention_seconds + run.stateful.queue_message_retention_seconds <= tonumber(aws_lambda_function.aggregator.environment[0].variables.IDEMPOTENCY_TTL_DAYS) * 86400 &&
+      tonumber(aws_lambda_function.aggregator.environment[0].variables.DEFERRAL_MAX_AGE_SECONDS) >= 3600 &&
+      tonumber(aws_lambda_function.aggregator.environment[0].variables.MAX_DEFERRALS) > 0
+    )
+    error_message = "Deferral is on, and a copy deferred at the oldest allowed age, dead-lettered and redriven, still meets its claim."
+  }
+
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.interface_endpoints.cidr_ipv4 == run.network.interface_endpoint_cidr
+    error_message = "The functions reach the interface endpoints (SQS for deferrals): without them a deferral hangs until its timeout."
   }
 
   assert {
