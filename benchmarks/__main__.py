@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "scale": ("benchmarks.scale", "discrete-event model: latency, concurrency and binding limits at 1x-100x volume"),
     "coldstart": ("benchmarks.coldstart", "handler import and first invocation from the unpacked Lambda zip"),
     "floor": ("benchmarks.floor", "handler CPU-seconds and peak RSS against the GET + hash + ISA-L floor, one batch"),
+    "phases": ("benchmarks.phases", "where one 400-file batch's wall time goes, per backend, idle and loaded"),
 }
 
 

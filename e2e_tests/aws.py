@@ -182,7 +182,7 @@ def plan(config: ScenarioConfig, deployment: Deployment, *, max_receive_count: i
         drain = max(drain, float(deployment.function_timeout * 2 + DEAD_LETTER_MARGIN_SECONDS))
     if config.expect.peak_rss_growth_mib_max is not None:
         notes.append("the memory bound is checked on the local target only")
-    if config.expect.metrics:
+    if config.expect.metrics or config.expect.metrics_at_least:
         notes.append("handler metrics live in CloudWatch: expect.metrics is checked on the local target only")
     return AwsPlan(
         key_prefix=f"e2e/{config.name}/{run_id}/",

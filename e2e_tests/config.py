@@ -179,6 +179,8 @@ class Expectations(_Strict):
     """Local target: the runner process's peak RSS during the scenario, above its RSS at the start."""
     metrics: dict[str, float] = Field(default_factory=dict)
     """Handler metric totals (EMF, local target) that must come out exactly, e.g. ``ObjectsMissing``."""
+    metrics_at_least: dict[str, float] = Field(default_factory=dict)
+    """Handler metric totals that must reach a floor: proof a path was taken (``MessagesDeferred``)."""
     archive_only_allowed: bool = False
     """Bundles may stay in Archive alone (an owner whose lease ran out mid-upload); never duplicates."""
 

@@ -278,4 +278,9 @@ def expectation_problems(config: ScenarioConfig, figures: Figures, findings: Tar
             got = findings.metrics.get(name, 0.0)
             if got != wanted:
                 problems.append(f"handler metric {name} = {got:g}, expected {wanted:g}")
+    if expect.metrics_at_least and findings.metrics is not None:
+        for name, floor in sorted(expect.metrics_at_least.items()):
+            got = findings.metrics.get(name, 0.0)
+            if got < floor:
+                problems.append(f"handler metric {name} = {got:g}, expected at least {floor:g}")
     return problems

@@ -113,6 +113,8 @@ class Requeue(Protocol):
 FENCE_SKEW_SECONDS = 10.0
 # SQS's longest message delay.
 MAX_DELAY_SECONDS = 900
+# What sending the deferrals back may take (one SendMessageBatch per ten messages, usually one or two).
+DEFER_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,12 +202,12 @@ class Aggregator:
                 for obj in targets.values():  # nothing may be acknowledged without a verdict
                     if obj.object_id not in batch.settled:
                         batch.leave_for_later([obj])
-                # Deferral first: it is one request per ten messages and saves their receives, while an
-                # unreleased claim only delays its copy until the lease runs out (a held claim is deferred).
+                # Release before deferring: a copy sent first could reach another invocation while our
+                # claims still stand, and would then wait out our whole lease.
+                with batch.timed("release"):
+                    self._release_if_time_allows(batch, guard)
                 with batch.timed("defer"):
                     self._settle(batch, messages)
-                with batch.timed("release"):
-                    self._release(batch)
         return batch.report
 
     # -- steps
@@ -551,6 +553,30 @@ class Aggregator:
             extra={"step": step, "objects": len(objects), "owner": batch.owner},
         )
 
+    def _release_if_time_allows(self, batch: _Batch, guard: TimeoutGuard) -> None:
+        """Release our leftover claims unless that would leave no time to defer their messages.
+
+        The deferral matters more: an unreleased claim only makes its message's copy wait for our lease
+        to run out (it is sent with that delay), while an unsent deferral spends a receive.
+        """
+        deadline = current_deadline()
+        leftovers = list(batch.held_by_us.values())
+        if not leftovers or deadline is None or self._requeue is None or not batch.report.failures:
+            self._release(batch)
+            return
+        written = sum(obj.object_id in batch.written for obj in leftovers)
+        requests = self._round_trips(written) + self._round_trips(len(leftovers) - written)
+        if deadline.budget() > requests * guard.transaction_seconds + DEFER_SECONDS:
+            self._release(batch)
+            return
+        batch.held_by_us.clear()
+        batch.still_leased(leftovers)
+        logger.warning(
+            "no time to release the claims left over and defer their messages; deferring them until the "
+            "claims' lease runs out",
+            extra={"claims": len(leftovers), "budget_seconds": round(deadline.budget(), 2)},
+        )
+
     def _release(self, batch: _Batch) -> None:
         """Give back every claim that did not end in a published bundle, so a retry can take it.
 
@@ -569,8 +595,9 @@ class Aggregator:
             try:
                 lost = action(objects, owner=batch.owner)
             except ClaimStoreError as exc:
-                # Not a loss: these messages already fail, and the leases expire before redelivery.
+                # Not a loss: these messages fail or are deferred until the leases have run out.
                 batch.store_failed(exc)
+                batch.still_leased(objects)
                 logger.warning("releasing claims failed; leases will expire", extra=exc.context())
                 continue
             if lost:
@@ -581,9 +608,9 @@ class Aggregator:
 
         A message is deferred when nothing went wrong with it but time: the guard left its objects for
         later, a call was cut by the deadline, or another live invocation holds its claim (then it comes
-        back once that lease would have run out). Sent again *after* our claims were released, it
-        never meets our own lease. If the send succeeds and the acknowledgement is lost, SQS delivers
-        the old message again too: the claims make one of the two a duplicate (docs/design.md).
+        back once that lease would have run out, as it does when our own claims could not be released).
+        If the send succeeds and the acknowledgement is lost, SQS delivers the old message again too:
+        the claims make one of the two a duplicate (docs/design.md).
         """
         report = batch.report
         deferrals: list[Deferral] = []
@@ -676,7 +703,7 @@ class _Batch:
         self.settled: set[str] = set()  # objects with a verdict (published, duplicate, missing, failed...)
         self.written: set[str] = set()  # claims whose bundle may be in Archive: hand over, never delete
         self.blocking: set[str] = set()  # messages with a failure of their own: they fail, never deferred
-        self.held_until: dict[str, float] = {}  # message -> the latest lease of another invocation it met
+        self.held_until: dict[str, float] = {}  # message -> the latest lease (another's or ours) it must outwait
         self.lease_expires_at = 0.0
         self._store_broken = False
 
@@ -688,6 +715,12 @@ class _Batch:
             yield
         finally:
             self.report.phase_seconds[phase] += time.monotonic() - started
+
+    def still_leased(self, objects: Sequence[SourceObject]) -> None:
+        """Our claims on these could not be given back: their messages must wait for our lease to end."""
+        for obj in objects:
+            for message_id in self.waiting.get(obj.object_id, []):
+                self.held_until[message_id] = max(self.held_until.get(message_id, 0.0), self.lease_expires_at)
 
     def lease_holds(self, now: float) -> bool:
         """Is enough of our lease left that no other invocation can have taken our claims over?"""

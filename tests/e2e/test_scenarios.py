@@ -36,6 +36,7 @@ FAST = (
     "faults-smoke",
     "sns-envelope",
     "eventbridge",
+    "overload",
 )
 
 
@@ -78,6 +79,11 @@ def test_fast_scenarios_keep_every_invariant(name: str, backend: BackendName, tm
         assert figures.dead_letters == figures.dead_letters_expected == 1
     if name == "missing-object":
         assert figures.files_uploaded - figures.files_expected == 10
+    if name == "overload":
+        # Slower than its input with two receives allowed: only the poison may reach the DLQ, and the
+        # run must really have deferred work (its own expectations check MessagesDeferred too).
+        assert figures.dead_letters == figures.dead_letters_expected == 1
+        assert (result.findings.metrics or {}).get("MessagesDeferred", 0) > 0
     if name == "faults-smoke":
         # Every rule fired exactly at its chosen calls: the faults really happened and were survived.
         config = load_config(CONFIGS / f"{name}.json")
