@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "coldstart": ("benchmarks.coldstart", "handler import and first invocation from the unpacked Lambda zip"),
     "floor": ("benchmarks.floor", "handler CPU-seconds and peak RSS against the GET + hash + ISA-L floor, one batch"),
     "phases": ("benchmarks.phases", "where one 400-file batch's wall time goes, per backend, idle and loaded"),
+    "demo": ("benchmarks.demo", "make demo on a quiet and on a loaded machine (two CPU-bound neighbours)"),
 }
 
 

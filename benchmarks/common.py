@@ -8,13 +8,15 @@ where a single run can be slowed down by anything else that is running.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
+import multiprocessing
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -230,3 +232,28 @@ def _fmt(cell: Cell) -> str:
     magnitude = abs(cell)
     decimals = 0 if magnitude >= 100 else 1 if magnitude >= 10 else 2
     return f"{cell:,.{decimals}f}"
+
+
+#: CPU-bound neighbours for "a loaded machine": both cores of the two-core reference machine busy.
+LOAD_PROCESSES = 2
+
+
+def _spin(stop: Any) -> None:  # noqa: ANN401 - a multiprocessing Event
+    """A CPU-bound neighbour: other work loading a core."""
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+@contextlib.contextmanager
+def busy_neighbours(count: int = LOAD_PROCESSES) -> Iterator[None]:
+    """``count`` CPU-bound processes beside the measurement, for the block."""
+    stop = multiprocessing.Event()
+    workers = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(10)

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import multiprocessing
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from benchmarks import corpus
-from benchmarks.common import MB, Result, Scale, Table, Target
+from benchmarks.common import LOAD_PROCESSES, MB, Result, Scale, Table, Target, busy_neighbours
 from benchmarks.world import ENV, MotoWorld, notification, provisioned_world
 
 if TYPE_CHECKING:
@@ -37,28 +35,6 @@ if TYPE_CHECKING:
 
 PHASES = ("claim", "recover", "bundle", "intent", "archive", "distribution", "commit", "release")
 BINARY_EVERY = 10
-LOAD_PROCESSES = 2
-
-
-def _spin(stop: Any) -> None:  # noqa: ANN401 - a multiprocessing Event
-    """A CPU-bound neighbour: other work loading a core."""
-    while not stop.is_set():
-        sum(i * i for i in range(10_000))
-
-
-@contextlib.contextmanager
-def busy_neighbours(count: int) -> Iterator[None]:
-    """``count`` CPU-bound processes beside the measurement, for the block."""
-    stop = multiprocessing.Event()
-    workers = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(count)]
-    for worker in workers:
-        worker.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join(10)
 
 
 def backends(smoke: bool) -> list[tuple[str, Any]]:

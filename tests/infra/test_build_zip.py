@@ -230,13 +230,13 @@ def test_botocore_models_cover_every_client_the_functions_create(builds: dict[st
         for source in (root / "data_aggregator").rglob("*.py")
         for service in re.findall(r"""\bclient\(\s*["']([a-z0-9-]+)["']""", source.read_text())
     }
-    assert created == {"s3", "dynamodb"}, created  # a new client needs its model listed in build.sh
+    assert created == {"s3", "dynamodb", "sqs"}, created  # a new client needs its model listed in build.sh
     assert created <= shipped
     assert len(shipped) < 10, "only the services the functions call are kept"
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]); from data_aggregator.clients import make_clients;"
         "c = make_clients(max_pool_connections=4); print(c.s3.meta.service_model.service_name,"
-        " c.dynamodb.meta.service_model.service_name)"
+        " c.dynamodb.meta.service_model.service_name, c.sqs.meta.service_model.service_name)"
     )
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-B", "-c", probe, str(root)],
@@ -247,4 +247,4 @@ def test_botocore_models_cover_every_client_the_functions_create(builds: dict[st
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["s3", "dynamodb"]
+    assert result.stdout.split() == ["s3", "dynamodb", "sqs"]

@@ -258,6 +258,9 @@ class LocalAws:
             str(tools.dynamodb_jar),
             "-inMemory",
             "-sharedDb",
+            # Offline and loopback-only: nothing to send telemetry to, and without this it writes its
+            # installation id (dynamodb-local-metadata.json) into the working directory.
+            "-disableTelemetry",
             "-port",
             str(DYNAMODB_INNER_PORT),
         ]
