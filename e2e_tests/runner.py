@@ -24,15 +24,13 @@ from data_aggregator.ops.bundles import scan_bundle
 from data_aggregator.ops.consume import ConsumedBundle, Consumer
 from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA
 from data_aggregator.sandbox.checks import (
-    SETTLE_SECONDS,
-    Stall,
-    Whereabouts,
+    Progress,
     archive_problems,
     bucket_keys,
-    claims_in_progress,
-    locate_undelivered,
     queue_bodies,
     reconcile,
+    wait_for_pipeline,
+    whereabouts_in,
 )
 from data_aggregator.sandbox.harness import ConsumerLoop
 from data_aggregator.sandbox.progress import StatusLine
@@ -220,30 +218,25 @@ class ScenarioRun:
         kept = [replace(b, files=tuple(e for e in b.files if prefix in e.key)) for b in bundles]
         return [bundle for bundle in kept if bundle.files]
 
-    def _progress(self, expected_labels: set[str]) -> tuple[int, int, int, int]:
-        """(expected files not yet delivered, visible, waiting, dead letters): what moves while it works."""
+    def _progress(self, expected_labels: set[str]) -> Progress:
+        """Files not yet delivered, the queue's depths and the DLQ's: what moves while it works."""
         consumed = self._ours(self.consumer.snapshot())
         placed = reconcile(self.uploads.expected, consumed, self.resources.landing).placements
         visible, waiting = queue_depth(self.clients, self.resources.queue_url)
         dlq, _ = queue_depth(self.clients, self.resources.dlq_url)
-        return len(expected_labels - set(placed)), visible, waiting, dlq
+        return Progress(len(expected_labels - set(placed)), visible, waiting, dlq)
 
     def _drain(self, phase: str) -> bool:
-        """Wait until everything is delivered, or until nothing has moved for the scenario's drain timeout."""
+        """Wait until everything is settled, or until nothing has moved for the scenario's drain timeout."""
         expected = set(reconcile(self.uploads.expected, [], self.resources.landing).missing)
-        dead_letters = len(expected_dead_letters(self.poison))
-        stall, quiet = Stall(self.target.drain_timeout_seconds), Stall(SETTLE_SECONDS)
-        while not stall.should_stop:
-            self.line.update(self._status(phase))
-            progress = self._progress(expected)
-            stall.observe(progress)
-            quiet.observe(progress)
-            undelivered, visible, waiting, dlq = progress
-            if not (visible or waiting) and dlq >= dead_letters and (not undelivered or quiet.stalled):
-                return True  # settled: nothing left that could move (the consumer's last poll follows)
-            time.sleep(POLL_SECONDS)
-        self.stop_reason = stall.reason()
-        return False
+        drained, self.stop_reason = wait_for_pipeline(
+            lambda: self._progress(expected),
+            dead_letters_expected=len(expected_dead_letters(self.poison)),
+            stall_seconds=self.target.drain_timeout_seconds,
+            tick=lambda: self.line.update(self._status(phase)),
+            poll_seconds=POLL_SECONDS,
+        )
+        return drained
 
     # -- evidence --------------------------------------------------------------------------------
 
@@ -265,7 +258,15 @@ class ScenarioRun:
             ]
             archive_only_problems = self._verify_archive_only(archive_only)
         reconciliation = reconcile(self.uploads.expected, consumed, resources.landing)
-        whereabouts = self._whereabouts(reconciliation.missing, dlq)
+        whereabouts = whereabouts_in(
+            self.clients,
+            queue_url=resources.queue_url,
+            table=resources.table,
+            uploads=self.uploads.expected,
+            missing=reconciliation.missing,
+            dead_letters=dlq,
+            handed_back=self.target.messages_in_flight(),
+        )
         return Evidence(
             reconciliation=reconciliation,
             whereabouts=whereabouts,
@@ -285,24 +286,6 @@ class ScenarioRun:
             expected_dead_letters=expected_dead_letters(self.poison),
             new_bundles_after_redelivery=new_bundles,
             drained=drained,
-        )
-
-    def _whereabouts(self, missing: list[str], dead_letters: list[str]) -> Whereabouts:
-        """Where each undelivered file's trail ends: the DLQ, the queue, a claim, or nowhere."""
-        if not missing:
-            return Whereabouts()
-        resources = self.resources
-        visible, waiting = queue_depth(self.clients, resources.queue_url)
-        readable = queue_bodies(self.clients.sqs, resources.queue_url, hold_seconds=1) if visible else []
-        in_flight = self.target.messages_in_flight()
-        unread = max(0, visible - len(readable)) + (waiting if in_flight is None else max(0, waiting - len(in_flight)))
-        return locate_undelivered(
-            self.uploads.expected,
-            missing,
-            dead_letters=dead_letters,
-            queued=readable + (in_flight or []),
-            unread_in_queue=unread,
-            claimed_keys=claims_in_progress(self.clients.dynamodb, resources.table) if resources.table else set(),
         )
 
     def _lost_details(self, labels: list[str]) -> list[str]:

@@ -186,14 +186,8 @@ def late_problems(evidence: Evidence) -> list[str]:
     reason = evidence.stop_reason or "the run stopped waiting"
     problems = []
     if where.late:
-        parts = [
-            f"{len(where.queued)} still queued" if where.queued else "",
-            f"{len(where.in_progress)} claimed and in progress" if where.in_progress else "",
-            f"{len(where.unread)} possibly in the queue's unread messages" if where.unread else "",
-        ]
         problems.append(
-            f"{len(where.late)} file(s) not yet delivered ({', '.join(p for p in parts if p)}): "
-            f"{_listed(where.late)}; {reason}"
+            f"{len(where.late)} file(s) not yet delivered ({where.late_by_kind()}): {_listed(where.late)}; {reason}"
         )
     missing_poison = Counter(evidence.expected_dead_letters) - Counter(evidence.dead_letters)
     if missing_poison:

@@ -20,12 +20,15 @@ from data_aggregator.events import parse_message
 from data_aggregator.models import ManifestEntry
 from data_aggregator.ops.consume import ConsumedBundle
 from data_aggregator.ops.hashing import CONTENT_SHA256_METADATA, sha256_of_stream
+from data_aggregator.sandbox.provision import queue_depth
 from data_aggregator.sandbox.uploader import UploadedFile
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+
+    from data_aggregator.sandbox.emulator import Clients
 
 #: What an operator runs to send dead-lettered messages back (docs/runbooks/dlq.md).
 REDRIVE_COMMAND = "data-aggregator dlq redrive --dlq {dlq}"
@@ -192,6 +195,15 @@ class Whereabouts:
         """Files still on their way: queued, in progress, or possibly in an unread message."""
         return [*self.queued, *self.in_progress, *self.unread]
 
+    def late_by_kind(self) -> str:
+        """How the late files divide, in words: "2 still queued, 1 claimed and in progress"."""
+        parts = [
+            (self.queued, "still queued"),
+            (self.in_progress, "claimed and in progress"),
+            (self.unread, "possibly in the queue's unread messages"),
+        ]
+        return ", ".join(f"{len(files)} {what}" for files, what in parts if files)
+
 
 def _named(bodies: Iterable[str]) -> set[tuple[str, str | None]]:
     """(key, version) of every object the notification bodies name; unreadable bodies name nothing."""
@@ -303,3 +315,77 @@ class Stall:
         if self.over_limit and not self.stalled:
             return f"the run stopped waiting after its limit of {self.limit_seconds:g} s, while still moving"
         return f"the run stopped waiting: nothing moved for {self.stall_seconds:g} s"
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What moves while the pipeline works; any change between two readings is progress."""
+
+    undelivered: int
+    visible: int
+    waiting: int
+    """In flight or delayed (deferred): neither can be received now, both are still to be processed."""
+    dead_letters: int
+
+    def settled(self, dead_letters_expected: int) -> bool:
+        """Nothing left that could move: the event queue is empty and the poison is in the DLQ."""
+        return not (self.visible or self.waiting) and self.dead_letters >= dead_letters_expected
+
+
+def wait_for_pipeline(
+    read: Callable[[], Progress],
+    *,
+    dead_letters_expected: int,
+    stall_seconds: float,
+    limit_seconds: float | None = None,
+    tick: Callable[[], None] = lambda: None,
+    poll_seconds: float = 0.2,
+) -> tuple[bool, str]:
+    """Wait while anything moves; returns (settled, why the wait ended otherwise).
+
+    Settled means everything was delivered and the queue is empty, or the queue has been empty and
+    nothing has moved for ``SETTLE_SECONDS`` (what is still undelivered then is dead-lettered or lost).
+    """
+    stall = Stall(stall_seconds, limit_seconds=limit_seconds)
+    quiet = Stall(SETTLE_SECONDS)
+    while not stall.should_stop:
+        tick()
+        progress = read()
+        stall.observe(progress)
+        quiet.observe(progress)
+        if progress.settled(dead_letters_expected) and (not progress.undelivered or quiet.stalled):
+            return True, ""
+        time.sleep(poll_seconds)
+    return False, stall.reason()
+
+
+def whereabouts_in(
+    clients: Clients,
+    *,
+    queue_url: str,
+    table: str | None,
+    uploads: Sequence[UploadedFile],
+    missing: Sequence[str],
+    dead_letters: Sequence[str],
+    handed_back: Sequence[str] | None,
+) -> Whereabouts:
+    """Read what the event queue and the claims table still hold, and place every undelivered file.
+
+    Visible messages are read (and left in place); in-flight ones are those the function handed back,
+    whose bodies only an emulated event source mapping keeps (``handed_back``; None where unknown);
+    delayed (deferred) ones cannot be read at all and count as unread.
+    """
+    if not missing:
+        return Whereabouts()
+    visible, waiting = queue_depth(clients, queue_url)
+    readable = queue_bodies(clients.sqs, queue_url, hold_seconds=1) if visible else []
+    in_flight = list(handed_back) if handed_back is not None else []
+    unread = max(0, visible - len(readable)) + max(0, waiting - len(in_flight))
+    return locate_undelivered(
+        uploads,
+        missing,
+        dead_letters=dead_letters,
+        queued=readable + in_flight,
+        unread_in_queue=unread,
+        claimed_keys=claims_in_progress(clients.dynamodb, table) if table else set(),
+    )

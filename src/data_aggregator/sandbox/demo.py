@@ -26,14 +26,13 @@ from typing import TextIO
 from data_aggregator.ops.consume import Consumer
 from data_aggregator.sandbox.backends import DEFAULT_BACKEND, Backend, BackendName, backend_for
 from data_aggregator.sandbox.checks import (
-    SETTLE_SECONDS,
-    Stall,
+    Progress,
     archive_problems,
     bucket_keys,
-    claims_in_progress,
-    locate_undelivered,
     queue_bodies,
     reconcile,
+    wait_for_pipeline,
+    whereabouts_in,
 )
 from data_aggregator.sandbox.demo_report import DemoReport
 from data_aggregator.sandbox.emulator import Clients
@@ -183,36 +182,16 @@ class _Run:
             self.clients.sqs.send_message(QueueUrl=self.environment.queue_url, MessageBody=body)
         return len(chosen)
 
-    def progress(self) -> tuple[int, int, int, int]:
+    def progress(self, expected: set[str]) -> Progress:
         """What moves while the pipeline works: files delivered, the queue's depths, the DLQ's depth."""
         visible, waiting = queue_depth(self.clients, self.environment.queue_url)
         dlq, _ = queue_depth(self.clients, self.environment.dlq_url)
-        return len(self.bundled_keys()), visible, waiting, dlq
-
-    @staticmethod
-    def settled(poison: int, progress: tuple[int, int, int, int]) -> bool:
-        """Nothing left that could still move: the event queue is empty (nothing visible, in flight or
-        delayed) and the poison is in the DLQ. Whatever was not delivered by then is dead-lettered or lost.
-        """
-        _, visible, waiting, dlq = progress
-        return visible == 0 and waiting == 0 and dlq >= poison
+        return Progress(len(expected - self.bundled_keys()), visible, waiting, dlq)
 
     def dead_letters(self) -> tuple[int, list[str]]:
         """DLQ depth and every body in it."""
         depth, _ = queue_depth(self.clients, self.environment.dlq_url)
         return depth, queue_bodies(self.clients.sqs, self.environment.dlq_url, hold_seconds=1)
-
-    def left_in_queue(self, esm: EventSourceMapping) -> tuple[list[str], int]:
-        """Bodies of the messages still in the event queue, and how many could not be read.
-
-        Visible ones are read (and left in place); in-flight ones are those the function handed back,
-        whose bodies the event source mapping kept; delayed (deferred) ones cannot be read at all.
-        """
-        visible, waiting = queue_depth(self.clients, self.environment.queue_url)
-        readable = queue_bodies(self.clients.sqs, self.environment.queue_url, hold_seconds=1) if visible else []
-        handed_back = esm.handed_back()
-        unread = max(0, visible - len(readable)) + max(0, waiting - len(handed_back))
-        return readable + handed_back, unread
 
     def distribution_left(self) -> int:
         return len(bucket_keys(self.clients.s3, self.environment.names.distribution))
@@ -432,21 +411,20 @@ def _drive_started(
     duplicates = run.send_duplicates(uploads)
 
     uploaded_at = time.monotonic()
-    # Wait while anything moves; a slow machine makes this longer, never a verdict of loss.
-    stall = Stall(options.effective_stall_seconds, limit_seconds=options.drain_timeout_seconds)
-    quiet = Stall(SETTLE_SECONDS)
-    expected = len({upload.key for upload in uploads})
-    drained = False
-    while not stall.should_stop:
+    expected = {upload.key for upload in uploads}
+
+    def tick() -> None:
         line.update(run.status(started, uploader, esm, planned))
-        progress = run.progress()
-        stall.observe(progress)
-        quiet.observe(progress)
-        if run.settled(poison, progress) and (progress[0] >= expected or quiet.stalled):
-            drained = True
-            break
         release_emulator_bookkeeping()
-        time.sleep(0.2)
+
+    # Wait while anything moves; a slow machine makes this longer, never a verdict of loss.
+    drained, stop_reason = wait_for_pipeline(
+        lambda: run.progress(expected),
+        dead_letters_expected=poison,
+        stall_seconds=options.effective_stall_seconds,
+        limit_seconds=options.drain_timeout_seconds,
+        tick=tick,
+    )
     drain_seconds = time.monotonic() - uploaded_at
     esm.stop()
     consumer.stop()
@@ -455,22 +433,20 @@ def _drive_started(
     dlq_depth, dead_letters = run.dead_letters()
     consumed = consumer.snapshot()
     reconciliation = reconcile(uploads, consumed, environment.names.landing)
-    queued, unread = run.left_in_queue(esm)
     handler_metrics = (
         metric_totals(handler_log.read_text(encoding="utf-8").splitlines()) if handler_log.exists() else {}
     )
     return DemoReport(
         options=options,
         reconciliation=reconciliation,
-        whereabouts=locate_undelivered(
-            uploads,
-            reconciliation.missing,
+        whereabouts=whereabouts_in(
+            clients,
+            queue_url=environment.queue_url,
+            table=environment.names.table,
+            uploads=uploads,
+            missing=reconciliation.missing,
             dead_letters=dead_letters,
-            queued=queued,
-            unread_in_queue=unread,
-            claimed_keys=claims_in_progress(clients.dynamodb, environment.names.table)
-            if reconciliation.missing
-            else set(),
+            handed_back=esm.handed_back(),
         ),
         bundles=len(consumed),
         bytes_bundled=sum(bundle.size for bundle in consumed),
@@ -492,7 +468,7 @@ def _drive_started(
         poison_sent=poison,
         duplicates_sent=duplicates,
         drained=drained,
-        stop_reason="" if drained else stall.reason(),
+        stop_reason=stop_reason,
         upload_seconds=_upload_seconds(uploads),
         drain_seconds=drain_seconds,
         elapsed_seconds=time.monotonic() - started,

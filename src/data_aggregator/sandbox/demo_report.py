@@ -108,13 +108,8 @@ class DemoReport:
         where = self.whereabouts
         found: list[str] = []
         if where.late:
-            parts = [
-                f"{len(where.queued)} still queued" if where.queued else "",
-                f"{len(where.in_progress)} claimed and in progress" if where.in_progress else "",
-                f"{len(where.unread)} possibly in the queue's unread messages" if where.unread else "",
-            ]
             found.append(
-                f"{len(where.late)} file(s) not yet delivered ({', '.join(p for p in parts if p)}), "
+                f"{len(where.late)} file(s) not yet delivered ({where.late_by_kind()}), "
                 f"{_examples(where.late)}: {self.stop_reason or 'the run stopped waiting'}"
             )
         poison_in_dlq = self.dlq_depth - len(self.dlq_unexpected)
