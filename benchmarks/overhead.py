@@ -48,6 +48,7 @@ class OneCallClaims:
     items_per_request = 1
 
     def __init__(self, client: DynamoDBClient, *, table: str, ttl_attribute: str = "ttl", ttl_days: int = 7) -> None:
+        self.requests_sent = 0
         self._client = client
         self._table = table
         self._ttl_attribute = ttl_attribute
@@ -60,6 +61,7 @@ class OneCallClaims:
         for obj in objects:
             now = int(time.time())
             try:
+                self.requests_sent += 1
                 self._client.put_item(
                     TableName=self._table,
                     Item={
@@ -103,6 +105,7 @@ class OneCallClaims:
 
     def release(self, objects: Sequence[SourceObject], *, owner: str) -> set[str]:
         for obj in objects:
+            self.requests_sent += 1
             self._client.delete_item(
                 TableName=self._table,
                 Key={"ObjectID": {"S": obj.object_id}},
@@ -117,6 +120,7 @@ class OneCallClaims:
     ) -> set[str]:
         """The same fenced write as the real store, one UpdateItem per object."""
         for obj in objects:
+            self.requests_sent += 1
             self._client.update_item(
                 TableName=self._table,
                 Key={"ObjectID": {"S": obj.object_id}},

@@ -15,6 +15,10 @@ What each kind of fault means:
 * ``connection_reset`` - the connection drops: before the request was sent, or with ``applied``
   after it took effect (a lost response without any status).
 * ``stream_cut`` - a GetObject body breaks after a random number of bytes.
+* ``access_denied`` - what IAM answers a call the role may not make (S3 403 ``AccessDenied``, also
+  for a HEAD or GET of a missing key when the role lacks ``s3:ListBucket``; DynamoDB
+  ``AccessDeniedException``); it never took effect. The emulators allow every call: this is how a
+  test says what AWS would refuse.
 * ``slow`` - the service takes ``seconds`` longer to answer, then answers as usual. Within an
   invocation the wait is bounded like a real slow answer: when the deadline comes first, the call
   ends in a read timeout at the deadline (``clients.deadline_budget``).
@@ -63,7 +67,7 @@ from data_aggregator.clients import AwsClients, deadline_budget
 
 log = logging.getLogger(__name__)
 
-FaultKind = Literal["throttle", "server_error", "connection_reset", "stream_cut", "slow"]
+FaultKind = Literal["throttle", "server_error", "connection_reset", "stream_cut", "slow", "access_denied"]
 KillPoint = Literal["after_claim", "during_fetch", "after_archive_write", "after_distribution_write"]
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -84,6 +88,11 @@ _ERRORS: dict[str, dict[str, tuple[int, str]]] = {
         "s3": (500, "InternalError"),
         "dynamodb": (500, "InternalServerError"),
         "sqs": (500, "InternalError"),
+    },
+    "access_denied": {
+        "s3": (403, "AccessDenied"),
+        "dynamodb": (400, "AccessDeniedException"),
+        "sqs": (403, "AccessDenied"),
     },
 }
 

@@ -490,16 +490,20 @@ class BundlePublisher:
     # -- reading back, for recovery
 
     def exists(self, bucket: str, key: str) -> bool:
-        """Is there a current object under ``key``?"""
+        """Is there a current object under ``key``? Asked with a listing of that prefix, not a HEAD.
+
+        Without ``s3:ListBucket`` on the bucket S3 answers a HEAD of a missing key with 403, not 404
+        (AWS's HeadObject reference, "Permissions"): the function's role may list Archive only below the
+        bundle prefix (an ``s3:prefix`` condition, which a HEAD request does not carry), so a HEAD could
+        not tell "absent" from "denied", and recovery of a bundle that never reached Archive would fail
+        for ever. The first key a prefix lists is the prefix itself when it exists (keys sort
+        lexicographically); S3 lists are strongly consistent with writes.
+        """
         try:
-            self._client.head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if error_code(exc) in _MISSING_CODES:
-                return False
-            raise _recovery_error("HeadObject", bucket, key, exc) from exc
-        except BotoCoreError as exc:
-            raise _recovery_error("HeadObject", bucket, key, exc) from exc
-        return True
+            page = self._client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        except (ClientError, BotoCoreError) as exc:
+            raise _recovery_error("ListObjectsV2", bucket, key, exc) from exc
+        return any(entry.get("Key") == key for entry in page.get("Contents", []))
 
     def ever_written(self, bucket: str, key: str) -> bool:
         """Did ``key`` ever hold an object (current, overwritten or deleted)? Needs a versioned bucket."""
@@ -641,6 +645,7 @@ class ClaimStore:
         self._sleep = sleep
         self._max_rounds = max_rounds
         self._broken: ClaimStoreError | None = None  # a permanent error: the table is unusable
+        self.requests_sent = 0  # every TransactWriteItems round: the guard plans time per request
 
     # -- the claim
 
@@ -669,6 +674,7 @@ class ClaimStore:
             order = list(pending)
             items = [self._claim_write(pending[oid], seen.get(oid), owner, now, lease_seconds) for oid in order]
             try:
+                self.requests_sent += 1
                 self._client.transact_write_items(TransactItems=items)
             except ClientError as exc:
                 reasons = exc.response.get("CancellationReasons")
@@ -882,6 +888,7 @@ class ClaimStore:
                     break
                 order = list(pending)
                 try:
+                    self.requests_sent += 1
                     self._client.transact_write_items(TransactItems=[write(pending[oid]) for oid in order])
                 except ClientError as exc:
                     reasons = exc.response.get("CancellationReasons")

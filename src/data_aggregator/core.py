@@ -331,6 +331,12 @@ def plan_bundles(objects: Sequence[SourceObject], *, max_files: int, max_input_b
     return groups
 
 
+#: What a claim-store request is assumed to cost before one is measured (DynamoDB: tens of ms). Never
+#: carried over from an earlier invocation: an estimate that refused all work would never be measured
+#: again, and the process would defer everything for as long as it lived.
+ASSUMED_REQUEST_SECONDS = 0.1
+
+
 @dataclass(slots=True)
 class TimeoutGuard:
     """Decides whether there is still time to start more work and finish it cleanly.
@@ -350,7 +356,7 @@ class TimeoutGuard:
     remaining_seconds: Callable[[], float]
     reserve_seconds: float
     bytes_per_second: float
-    transaction_seconds: float = 0.1
+    transaction_seconds: float = ASSUMED_REQUEST_SECONDS
     stops: int = field(default=0)
     initial_seconds: float = field(default=0.0)
     _measured: bool = field(default=False, repr=False)

@@ -87,6 +87,11 @@ class Claims(Protocol):
         worth at a time)."""
         ...
 
+    @property
+    def requests_sent(self) -> int:
+        """Requests made so far, retry rounds and takeovers included: what a call's time is divided by."""
+        ...
+
 
 class Publisher(Protocol):
     """The output buckets (``clients.BundlePublisher``): conditional writes and the reads recovery needs."""
@@ -113,8 +118,21 @@ class Requeue(Protocol):
 FENCE_SKEW_SECONDS = 10.0
 # SQS's longest message delay.
 MAX_DELAY_SECONDS = 900
-# What sending the deferrals back may take (one SendMessageBatch per ten messages, usually one or two).
-DEFER_SECONDS = 1.0
+
+
+
+def _backoff_seconds(deferrals: int) -> int:
+    """How long a deferred copy waits: at once the first time, then 1, 2, 4 ... s up to SQS's 900 s.
+
+    A message deferred again and again meets an overload that is not passing; spacing its returns
+    lets it pass (and keeps a function that cannot finish anything from spinning through the bound).
+    """
+    return 0 if deferrals == 0 else min(MAX_DELAY_SECONDS, 2 ** min(deferrals - 1, 10))
+
+
+def _defer_seconds(messages: int) -> float:
+    """What sending ``messages`` back may take: one SendMessageBatch per ten, one after another."""
+    return 0.5 + 0.05 * math.ceil(messages / 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +248,18 @@ class Aggregator:
             if not self._bundle(batch, group, guard, lease_seconds):
                 batch.leave_for_later([obj for rest in groups[index + 1 :] for obj in rest])
                 return
+
+    @contextmanager
+    def _measured(self, guard: TimeoutGuard) -> Iterator[None]:
+        """Tell the guard what each claim-store request of the block cost (a takeover or a retry round
+        is a request of its own, so a call's time is divided by the requests it really made)."""
+        started, before = time.monotonic(), self._claims.requests_sent
+        try:
+            yield
+        finally:
+            requests = self._claims.requests_sent - before
+            if requests:
+                guard.observe_transaction((time.monotonic() - started) / requests)
 
     def _round_trips(self, items: int) -> int:
         return math.ceil(items / self._claims.items_per_request)
@@ -353,10 +383,8 @@ class Aggregator:
         self, batch: _Batch, chunk: list[SourceObject], lease_seconds: int, guard: TimeoutGuard
     ) -> list[SourceObject]:
         """Claim one request's worth of objects; returns those to bundle now, previous owners' settled."""
-        with batch.timed("claim"):
-            started = time.monotonic()
+        with batch.timed("claim"), self._measured(guard):
             results = self._claims.claim(chunk, owner=batch.owner, lease_seconds=lease_seconds)
-            guard.observe_transaction((time.monotonic() - started) / self._round_trips(len(chunk)))
         claimed: list[SourceObject] = []
         inherited: dict[str, list[SourceObject]] = defaultdict(list)
         for obj in chunk:
@@ -465,10 +493,8 @@ class Aggregator:
             batch.fail_unsettled(added, too_late)
             return False
         try:
-            with batch.timed("intent"):
-                started = time.monotonic()
+            with batch.timed("intent"), self._measured(guard):
                 lost = self._claims.record_intent(added, owner=batch.owner, bundle_key=key)
-                guard.observe_transaction((time.monotonic() - started) / self._round_trips(len(added)))
         except ClaimStoreError as exc:
             batch.store_failed(exc)
             batch.report.bundles_abandoned += 1
@@ -566,7 +592,7 @@ class Aggregator:
             return
         written = sum(obj.object_id in batch.written for obj in leftovers)
         requests = self._round_trips(written) + self._round_trips(len(leftovers) - written)
-        if deadline.budget() > requests * guard.transaction_seconds + DEFER_SECONDS:
+        if deadline.budget() > requests * guard.transaction_seconds + _defer_seconds(len(batch.report.failures)):
             self._release(batch)
             return
         batch.held_by_us.clear()
@@ -623,7 +649,9 @@ class Aggregator:
                 report.deferrals_refused += 1
                 continue
             held_until = batch.held_until.get(message.message_id)
-            delay = 0 if held_until is None else min(MAX_DELAY_SECONDS, max(0, math.ceil(held_until - now)) + 1)
+            delay = _backoff_seconds(message.deferrals)
+            if held_until is not None:
+                delay = max(delay, min(MAX_DELAY_SECONDS, max(0, math.ceil(held_until - now)) + 1))
             deferrals.append(Deferral(message, delay))
         unsent = self._requeue.send(deferrals) if deferrals and self._requeue is not None else set()
         reasons: Counter[str] = Counter()

@@ -128,6 +128,9 @@ def terraform_env(data_dir: Path) -> dict[str, str]:
         TF_INPUT="0",
         NO_COLOR="1",
         CHECKPOINT_DISABLE="1",
+        # As an operator passes it (infra/environments/prod/02-stateful-resources.tfvars): the external
+        # ID is a secret and never sits in a var-file, whose value would win over this one.
+        TF_VAR_uploader_external_id="test-uploader-external-id",
     )
     env.pop("TF_WORKSPACE", None)
     return env

@@ -108,6 +108,28 @@ def test_the_table_failing_for_good_fails_the_messages_and_loses_nothing(
 # ------------------------------------------------------------------ failed writes
 
 
+def test_recovery_works_with_the_role_terraform_grants_where_a_head_of_a_missing_bundle_is_403(
+    aws: AwsWorld, faults: FaultInjector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The function may list Archive only below the bundle prefix, so AWS answers a HEAD of a bundle
+    that is not there with 403 AccessDenied, not 404 (HeadObject, "Permissions": "If you don't have the
+    s3:ListBucket permission, Amazon S3 returns an HTTP status code 403"). The emulators answer 404, so
+    the rule stands in for IAM: recovery must not depend on a HEAD telling absent from denied."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    faults.add_fault(FaultRule(call="s3:HeadObject", bucket="archive", kind="access_denied", probability=1.0))
+    # Every attempt the publisher makes (three) is refused before it reaches S3.
+    refused = faults.add_fault(
+        FaultRule(call="s3:PutObject", kind="connection_reset", bucket="archive", at_calls=[1, 2, 3])
+    )
+    event = batch_of(aws, FILES)
+    assert failed_ids(invoke(event)) == {r["messageId"] for r in event["Records"]}
+    assert refused.injected == 3
+    assert aws.bundle_keys(ARCHIVE) == []  # the bundle never reached Archive; the claims were handed over
+    expire_all_leases(aws)
+    assert invoke(event) == {"batchItemFailures": []}  # the taker finds it absent and bundles afresh
+    assert_each_exactly_once(aws, FILES)
+
+
 @pytest.mark.parametrize("bucket", [ARCHIVE, DISTRIBUTION])
 def test_a_failed_bundle_write_commits_nothing_and_the_retry_completes_the_same_bundle(
     aws: AwsWorld,

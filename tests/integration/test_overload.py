@@ -58,6 +58,16 @@ def slow_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TIMEOUT_RESERVE_SECONDS", "10")
 
 
+def test_a_message_deferred_again_waits_longer_each_time(aws: AwsWorld) -> None:
+    now_ms = int(time.time() * 1000)
+    first = sqs_record(notification(aws.upload("first.txt", b"payload")))
+    again = deferred_record(aws, "again.txt", deferrals=1, first_sent_ms=now_ms)
+    assert invoke(sqs_event(first, again), remaining_ms=5_000) == {"batchItemFailures": []}
+    (immediately,) = aws.queued()  # the first deferral comes back at once
+    assert json.loads(immediately["Body"]) == json.loads(first["body"])
+    assert aws.delayed() == 1  # the second waits: an overload that outlasts a deferral is not passing
+
+
 def test_work_the_guard_leaves_is_deferred_and_acknowledged_not_failed(
     aws: AwsWorld, slow_guard: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -146,9 +156,9 @@ def test_deferral_is_bounded_in_number_and_in_age(
     event = sqs_event(too_often, too_old, fresh)
     failed = failed_ids(invoke(event, remaining_ms=5_000))  # no time for anything
     assert failed == {too_often["messageId"], too_old["messageId"]}  # these now spend their receives
-    (again,) = aws.queued()
-    assert attribute(again, DEFERRALS_ATTRIBUTE) == "20"
-    assert attribute(again, FIRST_SENT_ATTRIBUTE) == str(now_ms - 60_000)
+    # The fresh one is deferred once more, and after 19 deferrals its copy waits SQS's longest delay.
+    assert aws.delayed() == 1
+    assert aws.queued() == []
     assert "already deferred the most times allowed" in logged(caplog)
     assert "DEFERRAL_MAX_AGE_SECONDS" in logged(caplog)
     assert emitted_metrics(capsys.readouterr().out)["DeferralsRefused"] == [2.0]
@@ -207,11 +217,10 @@ def test_a_large_batch_on_a_slow_claim_store_publishes_a_share_and_defers_the_re
     assert not context.timed_out
     assert response == {"batchItemFailures": []}
     published = {f.key for f in published_files(aws)}
-    deferred = aws.queued()
     assert published, "a slow claim store must make the invocation do less, never nothing"
-    assert len(published) + len(deferred) == len(files)
+    # The rest is back in the queue: at once, or (claims it had no time to release) after its lease.
+    assert len(published) + len(aws.queued()) + aws.delayed() == len(files)
     faults.clear()
-    expire_all_leases(aws)  # claims the invocation had no time left to release
-    assert invoke(as_event(deferred)) == {"batchItemFailures": []}
-    assert aws.queued() == []
+    expire_all_leases(aws)
+    assert invoke(event) == {"batchItemFailures": []}  # every message again: the rest, and duplicates
     assert_each_exactly_once(aws, files)

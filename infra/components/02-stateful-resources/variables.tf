@@ -69,10 +69,16 @@ variable "uploader_trusted_principal_arns" {
 }
 
 variable "uploader_external_id" {
-  description = "External ID the uploader must present when assuming the role; required when a trusted principal is in another account."
+  description = "External ID the uploader must present when assuming the role; required when a trusted principal is in another account. A secret: pass it as TF_VAR_uploader_external_id, never in a tfvars file."
   type        = string
   default     = null
   sensitive   = true
+
+  # A placeholder that reaches an account is a guessable secret: refuse the obvious ones and short ones.
+  validation {
+    condition     = var.uploader_external_id == null || (length(coalesce(var.uploader_external_id, "")) >= 12 && !can(regex("(?i)replace|placeholder|example|changeme|agreed|secret|<|>", coalesce(var.uploader_external_id, ""))))
+    error_message = "uploader_external_id looks like a placeholder or is shorter than 12 characters: set the value agreed with the other party (TF_VAR_uploader_external_id)."
+  }
 }
 
 variable "consumer_trusted_principal_arns" {
@@ -97,10 +103,16 @@ variable "consumer_trusted_principal_arns" {
 }
 
 variable "consumer_external_id" {
-  description = "External ID the consumer must present when assuming the role; required when a trusted principal is in another account."
+  description = "External ID the consumer must present when assuming the role; required when a trusted principal is in another account. A secret: pass it as TF_VAR_consumer_external_id, never in a tfvars file."
   type        = string
   default     = null
   sensitive   = true
+
+  # A placeholder that reaches an account is a guessable secret: refuse the obvious ones and short ones.
+  validation {
+    condition     = var.consumer_external_id == null || (length(coalesce(var.consumer_external_id, "")) >= 12 && !can(regex("(?i)replace|placeholder|example|changeme|agreed|secret|<|>", coalesce(var.consumer_external_id, ""))))
+    error_message = "consumer_external_id looks like a placeholder or is shorter than 12 characters: set the value agreed with the other party (TF_VAR_consumer_external_id)."
+  }
 }
 
 # --- Where the consumer may reach Distribution from (exactly one of the two) ----------------------

@@ -104,12 +104,25 @@ data "aws_iam_policy_document" "aggregator" {
     resources = [local.stateful.table_arn]
   }
 
-  # Recovery of a bundle whose owner died after recording it: is it in Archive (HEAD), and its bytes for
-  # the copy to Distribution. Bundles only; KMS decrypt of Archive's key is in EncryptBundles.
+  # Recovery of a bundle whose owner died after recording it: is it in Archive (a listing of its key:
+  # without ListBucket S3 answers a HEAD of a missing key with 403, which cannot tell "absent" from
+  # "denied"), and its bytes for the copy to Distribution. Bundles only; KMS decrypt of Archive's key is
+  # in EncryptBundles.
   statement {
     sid       = "ReadArchivedBundles"
     actions   = ["s3:GetObject"]
     resources = ["${local.stateful.bucket_arns["archive"]}/${var.bundle_prefix}*"]
+  }
+
+  statement {
+    sid       = "ListArchivedBundles"
+    actions   = ["s3:ListBucket"]
+    resources = [local.stateful.bucket_arns["archive"]]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.bundle_prefix}*"]
+    }
   }
 
   # ...and did Distribution ever hold it (a version or a delete marker once the consumer took it).

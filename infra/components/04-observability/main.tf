@@ -282,6 +282,19 @@ locals {
       threshold   = var.messages_failed_threshold
       missing     = "notBreaching"
     }
+    # Deferred messages are sent to the queue again, so the queue-age alarm restarts for each copy: the
+    # handler's own count is what says the function cannot keep up (docs/design.md, "Deferral").
+    messages-deferred = {
+      description = "The aggregator keeps deferring messages it has no time for: it cannot keep up (raise the timeout, memory or max concurrency)."
+      metric      = "MessagesDeferred"
+      dimensions  = local.handler_dimensions
+      statistic   = "Sum"
+      period      = 300
+      evaluations = 3
+      datapoints  = 3
+      threshold   = var.messages_deferred_threshold
+      missing     = "notBreaching"
+    }
     # SQS stops ageing a message after its third receive, so the queue-age alarm can miss a message that
     # fails on every attempt. The handler counts such messages itself, on every receive.
     poison-messages = {

@@ -75,6 +75,12 @@ variable "latency_slo_seconds" {
   default     = 180
 }
 
+variable "messages_deferred_threshold" {
+  description = "Deferred messages per 5 minutes, three periods in a row, above which the function is not keeping up."
+  type        = number
+  default     = 100
+}
+
 variable "messages_failed_threshold" {
   description = "Alarm when more messages than this are handed back for a retry in 5 minutes, in 2 of 3 periods."
   type        = number

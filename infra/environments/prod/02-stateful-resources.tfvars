@@ -2,9 +2,10 @@
 uploader_source_cidrs = ["198.51.100.0/24"]
 
 # Named principals only (no account root outside dev). The third party's role is in its own account,
-# so it must present the external ID; pass the real one as TF_VAR_uploader_external_id rather than here.
+# so it must present the external ID agreed with them: a secret, so never in this file (a -var-file
+# value would win over the environment). Export TF_VAR_uploader_external_id before infra/tf.sh; the
+# plan refuses to run without it.
 uploader_trusted_principal_arns = ["arn:aws:iam::444455556666:role/partner-uploader"]
-uploader_external_id            = "replace-with-the-agreed-external-id"
 # The on-premise consumer's role in this account (the role its IAM Roles Anywhere profile maps to).
 consumer_trusted_principal_arns = ["arn:aws:iam::222222222222:role/onprem-consumer"]
 

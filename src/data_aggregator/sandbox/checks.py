@@ -319,7 +319,7 @@ class Stall:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """What moves while the pipeline works; any change between two readings is progress."""
+    """A reading of the pipeline: what is still to be delivered, and where its messages are."""
 
     undelivered: int
     visible: int
@@ -330,6 +330,13 @@ class Progress:
     def settled(self, dead_letters_expected: int) -> bool:
         """Nothing left that could move: the event queue is empty and the poison is in the DLQ."""
         return not (self.visible or self.waiting) and self.dead_letters >= dead_letters_expected
+
+    @property
+    def moved(self) -> tuple[int, int, int]:
+        """What changes only when work gets done: files delivered, messages leaving the event queue,
+        messages dead-lettered. Messages going round (received, handed back or deferred, received
+        again) change the visible and waiting counts but not their sum: that is no progress."""
+        return self.undelivered, self.visible + self.waiting, self.dead_letters
 
 
 def wait_for_pipeline(
@@ -351,8 +358,8 @@ def wait_for_pipeline(
     while not stall.should_stop:
         tick()
         progress = read()
-        stall.observe(progress)
-        quiet.observe(progress)
+        stall.observe(progress.moved)
+        quiet.observe(progress.moved)
         if progress.settled(dead_letters_expected) and (not progress.undelivered or quiet.stalled):
             return True, ""
         time.sleep(poll_seconds)

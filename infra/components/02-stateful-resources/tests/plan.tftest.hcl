@@ -390,6 +390,26 @@ run "cross_account_consumer_without_external_id_refused" {
   expect_failures = [var.consumer_trusted_principal_arns]
 }
 
+run "placeholder_external_id_refused" {
+  command = plan
+  variables {
+    uploader_external_id = "replace-with-the-agreed-external-id"
+  }
+  expect_failures = [var.uploader_external_id]
+}
+
+run "prod_cross_account_uploader_without_external_id_refused" {
+  command = plan
+  variables {
+    environment                     = "prod"
+    archive_object_lock_mode        = "COMPLIANCE"
+    uploader_trusted_principal_arns = ["arn:aws:iam::444455556666:role/partner-uploader"]
+    consumer_trusted_principal_arns = ["arn:aws:iam::${var.aws_account_id}:role/onprem-consumer"]
+    uploader_external_id            = null
+  }
+  expect_failures = [var.uploader_trusted_principal_arns]
+}
+
 run "prod_governance_lock_refused" {
   command = plan
   variables {

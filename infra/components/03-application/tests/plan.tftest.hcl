@@ -89,9 +89,18 @@ run "build" {
     error_message = "The aggregator's policy grants exactly the calls the code (and the event source mapping) makes."
   }
 
+  # Recovery asks whether a bundle is in Archive with a listing of its key: without ListBucket, S3
+  # answers a HEAD of a missing key with 403 (AWS HeadObject reference), which recovery cannot read.
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.aggregator.statement : contains(s.actions, "s3:ListBucket") && contains(s.resources, run.stateful.bucket_arns["archive"])]) && alltrue([
+      for s in data.aws_iam_policy_document.aggregator.statement : !contains(s.actions, "s3:ListBucket") || toset(s.resources) == toset([run.stateful.bucket_arns["landing"]]) || anytrue([
+    for c in s.condition : c.variable == "s3:prefix" && c.values == tolist(["${var.bundle_prefix}*"])])])
+    error_message = "The aggregator may list Landing, and Archive only below the bundle prefix (recovery's existence check)."
+  }
+
   # Deferral sends only to the queue the mapping reads, and no copy can outlive the claims.
   assert {
-    condition = alltrue([for s in data.aws_iam_policy_document.aggregator.statement : !anytrue([for a in s.actions : startswith(a, "sqs:")]) || toset(s.resources) == toset([run.stateful.queue_arn])])
+    condition     = alltrue([for s in data.aws_iam_policy_document.aggregator.statement : !anytrue([for a in s.actions : startswith(a, "sqs:")]) || toset(s.resources) == toset([run.stateful.queue_arn])])
     error_message = "Every SQS action of the aggregator is on the event queue only (consume it, defer to it)."
   }
 

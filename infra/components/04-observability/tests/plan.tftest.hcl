@@ -105,6 +105,11 @@ run "build" {
   }
 
   assert {
+    condition     = aws_cloudwatch_metric_alarm.emitted["messages-deferred"].metric_name == "MessagesDeferred" && aws_cloudwatch_metric_alarm.emitted["messages-deferred"].evaluation_periods >= 3
+    error_message = "Sustained deferrals alarm: a deferred copy restarts the queue's age, so the handler's count is the overload signal."
+  }
+
+  assert {
     condition = alltrue([for a in concat(values(aws_cloudwatch_metric_alarm.emitted), [
       aws_cloudwatch_metric_alarm.dlq_depth, aws_cloudwatch_metric_alarm.queue_oldest_message_age, aws_cloudwatch_metric_alarm.messages_sent_anomaly,
       aws_cloudwatch_metric_alarm.aggregator_errors, aws_cloudwatch_metric_alarm.aggregator_throttles, aws_cloudwatch_metric_alarm.monitor_errors,
