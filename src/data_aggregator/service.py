@@ -120,7 +120,6 @@ FENCE_SKEW_SECONDS = 10.0
 MAX_DELAY_SECONDS = 900
 
 
-
 def _backoff_seconds(deferrals: int) -> int:
     """How long a deferred copy waits: at once the first time, then 1, 2, 4 ... s up to SQS's 900 s.
 
