@@ -76,7 +76,8 @@ variable "uploader_external_id" {
 
   # A placeholder that reaches an account is a guessable secret: refuse the obvious ones and short ones.
   validation {
-    condition     = var.uploader_external_id == null || (length(coalesce(var.uploader_external_id, "")) >= 12 && !can(regex("(?i)replace|placeholder|example|changeme|agreed|secret|<|>", coalesce(var.uploader_external_id, ""))))
+    # HCL evaluates both sides of ||: an unset value stands in as twelve zeros, which passes.
+    condition     = length(coalesce(var.uploader_external_id, "000000000000")) >= 12 && !can(regex("(?i)replace|placeholder|example|changeme|agreed|secret|<|>", coalesce(var.uploader_external_id, "000000000000")))
     error_message = "uploader_external_id looks like a placeholder or is shorter than 12 characters: set the value agreed with the other party (TF_VAR_uploader_external_id)."
   }
 }
@@ -110,7 +111,8 @@ variable "consumer_external_id" {
 
   # A placeholder that reaches an account is a guessable secret: refuse the obvious ones and short ones.
   validation {
-    condition     = var.consumer_external_id == null || (length(coalesce(var.consumer_external_id, "")) >= 12 && !can(regex("(?i)replace|placeholder|example|changeme|agreed|secret|<|>", coalesce(var.consumer_external_id, ""))))
+    # HCL evaluates both sides of ||: an unset value stands in as twelve zeros, which passes.
+    condition     = length(coalesce(var.consumer_external_id, "000000000000")) >= 12 && !can(regex("(?i)replace|placeholder|example|changeme|agreed|secret|<|>", coalesce(var.consumer_external_id, "000000000000")))
     error_message = "consumer_external_id looks like a placeholder or is shorter than 12 characters: set the value agreed with the other party (TF_VAR_consumer_external_id)."
   }
 }
